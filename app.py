@@ -1,0 +1,11 @@
+"""attnviz Streamlit app: entry point and page navigation."""
+
+import streamlit as st
+
+st.set_page_config(page_title="attnviz", page_icon="🔍", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+]
+
+st.navigation(PAGES).run()

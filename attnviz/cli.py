@@ -1,0 +1,60 @@
+"""Command line: ``python -m attnviz models | trace``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.loading import ModelLoadError, describe_builtins, load_model
+from attnviz.trace import PromptError, trace
+
+
+def _models(_: argparse.Namespace) -> int:
+    for row in describe_builtins():
+        status = "available" if row["available"] else "missing (run the set-up command)"
+        print(f"{row['name']:<24} {status:<34} {row['description']}")
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr))
+    result = trace(loaded, args.text, target=args.target, float16=False)
+    arrays: dict[str, np.ndarray] = {
+        "tokens": np.array(result.tokens, dtype=object).astype(str),
+        "attention": result.attention.astype(np.float32),
+    }
+    if result.kind == "encoder-decoder":
+        arrays["target_tokens"] = np.array(result.target_tokens, dtype=object).astype(str)
+        arrays["decoder_attention"] = result.decoder_attention.astype(np.float32)
+        arrays["cross_attention"] = result.cross_attention.astype(np.float32)
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {args.out}: {len(result.tokens)} tokens, attention {result.attention.shape}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list the built-in models and whether each is installed")
+    trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights to .npz")
+    trace_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
+    trace_cmd.add_argument("--text", required=True, help="the prompt")
+    trace_cmd.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
+    trace_cmd.add_argument("--out", required=True, type=Path, help="output .npz file")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"models": _models, "trace": _trace}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ModelLoadError, PromptError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,191 @@
+"""Our attention function: the one hook point for recording and intervening.
+
+transformers 5 routes every attention layer of most architectures through
+``AttentionInterface``. We register :func:`attnviz_attention` there under the name
+``"attnviz"``; it reproduces the eager maths exactly (GQA key/value repetition,
+scaling, softcap, T5 position bias, additive masks carrying causal, padding and
+sliding windows, float32 softmax) and applies the :class:`Hooks` active in the
+calling context: record weights, zero chosen heads, or replace the mask.
+
+Hooks live in a ``ContextVar``, so concurrent app sessions sharing one model never
+see each other's hooks. With no hooks active the call goes to torch's fused SDPA
+kernel, which is faster and numerically equivalent to well below display precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+IMPLEMENTATION = "attnviz"
+
+Stack = Literal["encoder", "decoder", "cross"]
+
+# Module-name fragments that mark a cross-attention layer in the families we support
+# (BART/Marian/Whisper "encoder_attn", T5 "EncDecAttention", BERT-decoder "crossattention").
+_CROSS_NAMES = ("encoder_attn", "encdecattention", "crossattention", "cross_attn")
+# Keyword arguments that change the maths in ways we do not reproduce (attention sinks).
+_UNSUPPORTED_KWARGS = ("s_aux", "sinks")
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where an attention call happens: which stack and which layer of it."""
+
+    stack: Stack
+    layer: int
+
+
+# Called with the site and the post-softmax weights [batch, heads, queries, keys].
+Recorder = Callable[[Site, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What our attention function does during one forward pass.
+
+    ``record`` receives every site's weights; ``ablate`` maps a site to heads whose
+    weights are zeroed (their output becomes zero); ``mask`` is a boolean
+    [queries, keys] matrix of allowed entries that replaces the model's own mask in
+    the self-attention of ``mask_stacks`` (rows are aligned to the last queries).
+    """
+
+    record: Recorder | None = None
+    ablate: dict[Site, tuple[int, ...]] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    mask_stacks: tuple[Stack, ...] = ("encoder", "decoder")
+
+
+_ACTIVE: contextvars.ContextVar[Hooks | None] = contextvars.ContextVar("attnviz_hooks", default=None)
+_SITES: weakref.WeakKeyDictionary[nn.Module, Site] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def active(hooks: Hooks) -> Iterator[None]:
+    """Apply ``hooks`` to every attention call made in this context."""
+    token = _ACTIVE.set(hooks)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def site_of_name(name: str, encoder_only: bool, is_encoder_decoder: bool) -> Site | None:
+    """Parse a module path like ``model.decoder.layers.3.encoder_attn`` into a Site."""
+    numbers = re.findall(r"\.(\d+)(?:\.|$)", name)
+    if not numbers:
+        return None
+    lowered = name.lower()
+    stack: Stack
+    if any(part in lowered for part in _CROSS_NAMES):
+        stack = "cross"
+    elif encoder_only or (is_encoder_decoder and "decoder" not in lowered):
+        stack = "encoder"
+    else:
+        stack = "decoder"
+    return Site(stack, int(numbers[0]))
+
+
+def attach(model: nn.Module, encoder_only: bool) -> None:
+    """Switch ``model`` to our attention function and index its attention sites.
+
+    Raises NotImplementedError for architectures whose attention bypasses transformers'
+    attention interface (e.g. BLOOM): recording them would silently miss layers.
+    """
+    register()
+    is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    for name, module in model.named_modules():
+        site = site_of_name(name, encoder_only, is_enc_dec)
+        if site is not None:
+            _SITES[module] = site
+    model.set_attn_implementation(IMPLEMENTATION)
+    if model.config._attn_implementation != IMPLEMENTATION:
+        raise NotImplementedError(f"{type(model).__name__} computes attention in its own code")
+
+
+def _site(module: nn.Module) -> Site:
+    site = _SITES.get(module)
+    if site is None:
+        raise RuntimeError("attention module of a model that attnviz.hooks.attach() has not seen")
+    return site
+
+
+def _additive(allowed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Turn a boolean allowed-matrix into an additive mask of ``like``'s dtype."""
+    zero = torch.zeros((), dtype=like.dtype)
+    blocked = torch.tensor(torch.finfo(like.dtype).min, dtype=like.dtype)
+    return torch.where(allowed.to(like.device), zero, blocked)[None, None]
+
+
+def attnviz_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    softcap: float | None = None,
+    position_bias: torch.Tensor | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eager attention with hooks; shapes as in transformers: q [b, h, q, d], k/v [b, kv_h, k, d]."""
+    for name in _UNSUPPORTED_KWARGS:
+        if kwargs.get(name) is not None:
+            raise NotImplementedError(f"attnviz does not reproduce attention with '{name}' (attention sinks)")
+    hooks = _ACTIVE.get()
+    if hooks is None and softcap is None and position_bias is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    groups = query.shape[1] // key.shape[1]
+    key = repeat_kv(key, groups)
+    value = repeat_kv(value, groups)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if position_bias is not None:
+        scores = scores + position_bias
+    site = _site(module) if hooks is not None else None
+    if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
+        q_len, k_len = scores.shape[-2:]
+        attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
+    if attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    if hooks is not None and site is not None:
+        heads = hooks.ablate.get(site)
+        if heads:
+            weights = weights.clone()
+            weights[:, list(heads)] = 0.0
+        if hooks.record is not None:
+            hooks.record(site, weights)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+_REGISTERED = False
+
+
+def register() -> None:
+    """Register our attention and mask functions with transformers (idempotent)."""
+    global _REGISTERED
+    if not _REGISTERED:
+        AttentionInterface.register(IMPLEMENTATION, attnviz_attention)
+        # Without a mask function under our name, causal models would get no mask at all.
+        AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
+        _REGISTERED = True

