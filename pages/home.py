@@ -14,6 +14,6 @@ st.subheader("Built-in models (work offline)")
 st.dataframe(
     [{"model": row["name"], "installed": row["available"], "about": row["description"]} for row in describe_builtins()],
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
 )
 st.caption("Hub downloads are off unless the app is started with ATTNVIZ_ONLINE=1.")

@@ -3,7 +3,7 @@ through ``from_pretrained`` (never mocks), loaded once per test session."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +52,40 @@ def tiny(tiny_model_dir: Callable[[str], Path]) -> Callable[[str], LoadedModel]:
         return loaded[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """One real Streamlit server for all browser tests."""
+    from tests.browser import streamlit_server
+
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian Chromium driven by Playwright (its own browser download does not work here)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(chromium, app_url: str) -> Iterator[object]:
+    """A fresh tab, 1400 px wide, with every non-localhost request blocked."""
+    from tests.browser import block_external
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    tab.blocked_requests = block_external(tab)
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.dialogs = dialogs
+    yield tab
+    context.close()

@@ -1,0 +1,80 @@
+"""What every page shares: the model picker, cached model loading and tracing, errors.
+
+Caching lives here only: ``st.cache_resource`` keeps one LoadedModel per name for all
+sessions (its lock serialises use), ``st.cache_data`` keeps traces per (model, prompt)
+so moving a slider never re-runs the model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+import torch
+
+import attnviz
+from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
+from attnviz.trace import PromptError, Trace
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+CUSTOM = "Other (folder or Hugging Face id)…"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(name: str) -> LoadedModel:
+    with st.status(f"Loading {name}…", expanded=True) as status:
+        loaded = attnviz.load_model(name, progress=status.write)
+        status.update(label=f"Loaded {name}", state="complete", expanded=False)
+    return loaded
+
+
+def get_model(name: str) -> LoadedModel | None:
+    """The shared model for ``name``, or None after showing a readable error."""
+    try:
+        return _load(name)
+    except ModelLoadError as error:
+        st.error(str(error), icon="🚫")
+        return None
+
+
+def model_picker(key: str = "model", default: str = DEFAULT_MODEL) -> str:
+    """Sidebar choice of a built-in model or any folder / hub id; kept in the URL."""
+    options = [*BUILTINS, CUSTOM]
+    current = st.query_params.get(key, default)
+    index = options.index(current) if current in BUILTINS else options.index(CUSTOM)
+    choice = st.sidebar.selectbox(
+        "Model", options, index=index, key=f"{key}_select", help="Built-in models work offline."
+    )
+    if choice == CUSTOM:
+        choice = st.sidebar.text_input(
+            "Folder or Hugging Face id",
+            value="" if current in BUILTINS else current,
+            key=f"{key}_custom",
+            help="A local folder with safetensors weights, or a hub id (needs ATTNVIZ_ONLINE=1).",
+        ).strip()
+        if not choice:
+            st.info("Type a model folder or Hugging Face id in the sidebar.")
+            st.stop()
+    st.query_params[key] = choice
+    return choice
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_trace(model_name: str, text: str | None, messages_json: str | None, target: str | None) -> Trace:
+    """Trace once per (model, prompt); messages are passed as JSON so the cache can hash them."""
+    loaded = _load(model_name)
+    messages = json.loads(messages_json) if messages_json else None
+    return attnviz.trace(loaded, text, messages=messages, target=target or None)
+
+
+def run_trace(
+    model_name: str, text: str | None = None, messages: list[dict[str, str]] | None = None, target: str | None = None
+) -> Trace | None:
+    """Trace with a spinner; show prompt errors as messages instead of tracebacks."""
+    try:
+        with st.spinner("Running the model…"):
+            return cached_trace(model_name, text, json.dumps(messages) if messages else None, target)
+    except PromptError as error:
+        st.warning(str(error), icon="✏️")
+        return None
