@@ -47,15 +47,31 @@ class Site:
     layer: int
 
 
-# Called with the site and the post-softmax weights [batch, heads, queries, keys].
-Recorder = Callable[[Site, torch.Tensor], None]
+@dataclass(frozen=True)
+class AttentionCall:
+    """Everything one attention call computed, handed to a recorder.
+
+    ``weights`` are post-softmax [batch, heads, queries, keys] (after any ablation);
+    ``value`` is [batch, heads, keys, head_dim] with key/value heads already repeated
+    for GQA; ``mask`` is the additive mask that was applied (None if unmasked);
+    ``module`` is the attention layer (for its output projection).
+    """
+
+    site: Site
+    weights: torch.Tensor
+    value: torch.Tensor
+    mask: torch.Tensor | None
+    module: nn.Module
+
+
+Recorder = Callable[[AttentionCall], None]
 
 
 @dataclass(frozen=True)
 class Hooks:
     """What our attention function does during one forward pass.
 
-    ``record`` receives every site's weights; ``ablate`` maps a site to heads whose
+    ``record`` receives every call (see :class:`AttentionCall`); ``ablate`` maps a site to heads whose
     weights are zeroed (their output becomes zero); ``mask`` is a boolean
     [queries, keys] matrix of allowed entries that replaces the model's own mask in
     the self-attention of ``mask_stacks`` (rows are aligned to the last queries).
@@ -72,8 +88,8 @@ _SITES: weakref.WeakKeyDictionary[nn.Module, Site] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
-def active(hooks: Hooks) -> Iterator[None]:
-    """Apply ``hooks`` to every attention call made in this context."""
+def active(hooks: Hooks | None) -> Iterator[None]:
+    """Apply ``hooks`` to every attention call made in this context (None: plain fast path)."""
     token = _ACTIVE.set(hooks)
     try:
         yield
@@ -164,7 +180,8 @@ def attnviz_attention(
         q_len, k_len = scores.shape[-2:]
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
     if attention_mask is not None:
-        scores = scores + attention_mask[..., : key.shape[-2]]
+        attention_mask = attention_mask[..., : key.shape[-2]]
+        scores = scores + attention_mask
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     if hooks is not None and site is not None:
@@ -173,7 +190,7 @@ def attnviz_attention(
             weights = weights.clone()
             weights[:, list(heads)] = 0.0
         if hooks.record is not None:
-            hooks.record(site, weights)
+            hooks.record(AttentionCall(site, weights, value, attention_mask, module))
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
 

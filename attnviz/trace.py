@@ -15,7 +15,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from attnviz import hooks
-from attnviz.hooks import Hooks, Site, Stack
+from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.loading import Kind, LoadedModel
 from attnviz.tokens import display_tokens
 
@@ -80,17 +80,21 @@ def record(
     head_list = None if heads is None else sorted(set(heads))
     kept: dict[Site, torch.Tensor] = {}
 
-    def keep(site: Site, weights: torch.Tensor) -> None:
-        if layer_set is not None and site.layer not in layer_set:
+    def keep(call: AttentionCall) -> None:
+        if layer_set is not None and call.site.layer not in layer_set:
             return
-        chosen = weights if head_list is None else weights[:, head_list]
-        kept[site] = chosen.detach().to(dtype=dtype, copy=True)
+        chosen = call.weights if head_list is None else call.weights[:, head_list]
+        kept[call.site] = chosen.detach().to(dtype=dtype, copy=True)
 
-    extra = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
-    active = Hooks(record=keep, ablate=ablate or {}, mask=mask)
-    with loaded.lock, torch.inference_mode(), hooks.active(active):
-        outputs = loaded.model(**inputs, **extra)
+    outputs = forward(loaded, inputs, Hooks(record=keep, ablate=ablate or {}, mask=mask))
     return outputs, _stack_sites(kept, head_list)
+
+
+def forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], active: Hooks | None = None) -> ModelOutput:
+    """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied."""
+    extra = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
+    with loaded.lock, torch.inference_mode(), hooks.active(active):
+        return loaded.model(**inputs, **extra)
 
 
 def _stack_sites(kept: dict[Site, torch.Tensor], heads: list[int] | None) -> Recording:
