@@ -6,10 +6,11 @@ transformers 5 routes every attention layer of most architectures through
 scaling, softcap, T5 position bias, additive masks carrying causal, padding and
 sliding windows, float32 softmax) and applies the :class:`Hooks` active in the
 calling context: record weights, zero chosen heads, or replace the mask.
+Layers no hook touches take torch's fused SDPA kernel, so recording one layer costs
+about one plain forward.
 
 Hooks live in a ``ContextVar``, so concurrent app sessions sharing one model never
-see each other's hooks. With no hooks active the call goes to torch's fused SDPA
-kernel, which is faster and numerically equivalent to well below display precision.
+see each other's hooks. SDPA and eager agree to well below display precision.
 """
 
 from __future__ import annotations
@@ -71,16 +72,27 @@ Recorder = Callable[[AttentionCall], None]
 class Hooks:
     """What our attention function does during one forward pass.
 
-    ``record`` receives every call (see :class:`AttentionCall`); ``ablate`` maps a site to heads whose
+    ``record`` receives every call of the ``layers`` chosen (all if None; see
+    :class:`AttentionCall`); ``ablate`` maps a site to heads whose
     weights are zeroed (their output becomes zero); ``mask`` is a boolean
     [queries, keys] matrix of allowed entries that replaces the model's own mask in
     the self-attention of ``mask_stacks`` (rows are aligned to the last queries).
     """
 
     record: Recorder | None = None
+    layers: frozenset[int] | None = None
     ablate: dict[Site, tuple[int, ...]] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     mask_stacks: tuple[Stack, ...] = ("encoder", "decoder")
+
+    def records(self, site: Site) -> bool:
+        """Whether ``record`` wants this site (``layers`` None means every layer)."""
+        return self.record is not None and (self.layers is None or site.layer in self.layers)
+
+    def touches(self, site: Site) -> bool:
+        """Whether this site needs the explicit eager maths; others take the fused SDPA kernel."""
+        masked = self.mask is not None and site.stack in self.mask_stacks
+        return masked or site in self.ablate or self.records(site)
 
 
 _ACTIVE: contextvars.ContextVar[Hooks | None] = contextvars.ContextVar("attnviz_hooks", default=None)
@@ -161,7 +173,9 @@ def attnviz_attention(
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"attnviz does not reproduce attention with '{name}' (attention sinks)")
     hooks = _ACTIVE.get()
-    if hooks is None and softcap is None and position_bias is None:
+    site = _site(module) if hooks is not None else None
+    touched = hooks is not None and site is not None and hooks.touches(site)
+    if not touched and softcap is None and position_bias is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -175,7 +189,6 @@ def attnviz_attention(
         scores = torch.tanh(scores / softcap) * softcap
     if position_bias is not None:
         scores = scores + position_bias
-    site = _site(module) if hooks is not None else None
     if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
         q_len, k_len = scores.shape[-2:]
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
@@ -189,7 +202,7 @@ def attnviz_attention(
         if heads:
             weights = weights.clone()
             weights[:, list(heads)] = 0.0
-        if hooks.record is not None:
+        if hooks.records(site):
             hooks.record(AttentionCall(site, weights, value, attention_mask, module))
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights

@@ -76,17 +76,15 @@ def record(
     mask: torch.Tensor | None = None,
 ) -> tuple[ModelOutput, Recording]:
     """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights."""
-    layer_set = None if layers is None else set(layers)
+    layer_set = None if layers is None else frozenset(layers)
     head_list = None if heads is None else sorted(set(heads))
     kept: dict[Site, torch.Tensor] = {}
 
     def keep(call: AttentionCall) -> None:
-        if layer_set is not None and call.site.layer not in layer_set:
-            return
         chosen = call.weights if head_list is None else call.weights[:, head_list]
         kept[call.site] = chosen.detach().to(dtype=dtype, copy=True)
 
-    outputs = forward(loaded, inputs, Hooks(record=keep, ablate=ablate or {}, mask=mask))
+    outputs = forward(loaded, inputs, Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask))
     return outputs, _stack_sites(kept, head_list)
 
 

@@ -190,3 +190,12 @@ def test_odd_unicode_round_trips(smollm2) -> None:
 def test_architecture_outside_the_interface_is_refused(tiny_model_dir) -> None:
     with pytest.raises(ModelLoadError, match="attention interface"):
         attnviz.load_model(str(tiny_model_dir("bloom")))
+
+
+def test_recording_one_layer_keeps_the_output(smollm2) -> None:
+    """Unrecorded layers take the fused SDPA kernel; the output stays eager's to display precision."""
+    inputs = dict(smollm2.tokenizer("One layer only, please, and quickly.", return_tensors="pt"))
+    everything, _ = record(smollm2, inputs)
+    one, recording = record(smollm2, inputs, layers=[4])
+    assert recording.layers == {"decoder": (4,)}
+    np.testing.assert_allclose(one.logits.numpy(), everything.logits.numpy(), atol=1e-4, rtol=0)
