@@ -18,12 +18,17 @@ import plotly.graph_objects as go
 MAX_CELLS = 256
 
 
-def safe_label(token: str) -> str:
-    """Token text as plotly shows it literally: HTML escaped, whitespace made visible."""
+def visible_text(token: str) -> str:
+    """Token text with newlines, tabs and all-blank tokens made visible (no escaping)."""
     shown = token.replace("\n", "⏎").replace("\t", "⇥")
     if shown.strip() == "":
         shown = "␣" * max(1, len(shown))
-    return html.escape(shown, quote=False)
+    return shown
+
+
+def safe_label(token: str) -> str:
+    """Token text as plotly shows it literally: HTML escaped, whitespace made visible."""
+    return html.escape(visible_text(token), quote=False)
 
 
 def downsample(matrix: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:

@@ -30,3 +30,4 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 fi
+"$VENV/bin/python" -m attnviz.vendor

@@ -1,0 +1,104 @@
+"""bertviz views: bertviz's head view and model view of our traces, offline and size-bounded."""
+
+from __future__ import annotations
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from attnviz import bertviz_views as bv
+from attnviz.vendor import VendorError
+from pages.common import get_model, model_picker, run_trace
+
+DEFAULT_PROMPT = "The cat sat on the mat because it was tired."
+DEFAULT_TARGET = "Le chat"
+MAX_FRAME_HEIGHT = 2400
+VIEW_NAMES = {"head": "Head view (one layer, all chosen heads)", "model": "Model view (grid of layers × heads)"}
+
+st.title("bertviz views")
+st.caption(
+    "bertviz's head view and model view, drawn from attnviz's own traces. They work with no network "
+    f"(the JavaScript is served locally) and each view is kept under {bv.MAX_BYTES / 1e6:.0f} MB."
+)
+
+name = model_picker()
+loaded = get_model(name)
+if loaded is None:
+    st.stop()
+
+text = st.text_area("Prompt", DEFAULT_PROMPT, help="Text to run through the model; tokens are shown as plain text.")
+target = None
+if loaded.kind == "encoder-decoder":
+    target = st.text_input(
+        "Decoder text", DEFAULT_TARGET, help="Text the decoder reads; the view shows encoder, decoder and cross attention."
+    )
+trace = run_trace(name, text=text, target=target)
+if trace is None:
+    st.stop()
+
+view = st.radio(
+    "View", bv.VIEWS, format_func=VIEW_NAMES.__getitem__, horizontal=True,
+    help="Head view: lines from each token (left) to the tokens it attends to (right), one colour per head. "
+    "Model view: one thumbnail per layer and head; click a thumbnail to enlarge it.",
+)  # fmt: skip
+default = bv.default_selection(trace, view)
+left, middle, right = st.columns(3)
+layers = left.multiselect(
+    "Layers", trace.layers, default=default.layers, key=f"layers_{view}",
+    help="Fewer layers make a smaller, faster view.",
+)  # fmt: skip
+heads = middle.multiselect(
+    "Heads", trace.heads, default=default.heads, key=f"heads_{view}",
+    help="Head view colours follow this order (first chosen head = first colour).",
+)  # fmt: skip
+decimals = right.select_slider(
+    "Round weights to decimals", options=[1, 2, 3, 4], value=bv.DEFAULT_DECIMALS,
+    help="Fewer decimals make the page smaller; 3 decimals is finer than the eye can see in line opacity.",
+)  # fmt: skip
+window = st.slider(
+    "Token window", 0, trace.n_tokens, value=default.window, key=f"window_{view}_{trace.n_tokens}",
+    help="Only tokens in this window are drawn; attention to tokens outside it is left out.",
+)  # fmt: skip
+target_window = None
+if trace.target_tokens:
+    target_window = st.slider(
+        "Decoder token window", 0, len(trace.target_tokens), value=default.target_window,
+        key=f"target_window_{view}_{len(trace.target_tokens)}", help="Decoder tokens drawn (decoder and cross attention).",
+    )  # fmt: skip
+if window[0] == window[1] or (target_window is not None and target_window[0] == target_window[1]):
+    st.warning("The token window is empty: widen it to at least one token.", icon="✏️")
+    st.stop()
+
+requested = bv.Selection(tuple(sorted(layers)), tuple(sorted(heads)), window, target_window, decimals)
+try:
+    with st.spinner("Building the view…"):
+        built = bv.fit(trace, view, requested)
+except bv.ViewError as error:
+    st.warning(str(error), icon="✏️")
+    st.stop()
+except VendorError as error:
+    st.error(str(error), icon="🚫")
+    st.stop()
+
+subset = built.subset
+shown = subset.selection
+if shown != requested:
+    st.warning(
+        f"The token window was shortened to {shown.window[0]}–{shown.window[1]} to keep the view under "
+        f"{bv.MAX_BYTES / 1e6:.0f} MB and {bv.MAX_LINES:,} lines; choose fewer layers or heads to see more tokens.",
+        icon="✂️",
+    )
+if not subset.complete:
+    st.info(
+        f"Showing a subset: {len(shown.layers)} of {len(subset.all_layers)} layers, {len(shown.heads)} of "
+        f"{len(subset.all_heads)} heads, tokens {shown.window[0]}–{shown.window[1] - 1} of {subset.n_tokens}.",
+        icon="🔎",
+    )
+st.caption(
+    f"Page size {subset.n_bytes / 1e6:.2f} MB · {subset.n_lines:,} lines · weights rounded to {shown.decimals} "
+    f"decimals · heads in colour order: {', '.join(map(str, shown.heads))}"
+)
+st.download_button(
+    "Download this view (HTML)", built.html, file_name=f"attnviz-{view}-view.html", mime="text/html",
+    help="A standalone page with the libraries inlined: it opens offline in any browser.",
+)  # fmt: skip
+components.html(built.html, height=min(built.height, MAX_FRAME_HEIGHT), scrolling=True)
