@@ -1,0 +1,60 @@
+"""Head grid: every head as a small block-averaged thumbnail, tiled into one mosaic.
+
+The browser gets one image of layers × heads thumbnails (e.g. 30 × 9 × 24² cells),
+never the full [layers, heads, n, n] tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+THUMBNAIL = 24
+
+
+@dataclass(frozen=True)
+class HeadGrid:
+    """A mosaic [heads·(size+gap), layers·(size+gap)]: layer ``i`` is column block i, head ``j`` row block j.
+
+    Each thumbnail is scaled to its own maximum (so quiet heads stay visible); gaps are NaN.
+    """
+
+    mosaic: np.ndarray
+    size: int
+    gap: int
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+
+    def cell(self, layer_index: int, head_index: int) -> tuple[float, float]:
+        """Centre (x, y) of a thumbnail in mosaic coordinates."""
+        step = self.size + self.gap
+        return layer_index * step + (self.size - 1) / 2, head_index * step + (self.size - 1) / 2
+
+
+def thumbnail(matrix: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
+    """Block-average [..., q, k] to [..., size, size] (cells repeat when smaller), each map scaled to max 1."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    q, k = matrix.shape[-2:]
+    rows = np.linspace(0, q, size + 1).astype(int)
+    cols = np.linspace(0, k, size + 1).astype(int)
+    # reduceat sums unequal blocks; a repeated start index yields that single row/column.
+    totals = np.add.reduceat(np.add.reduceat(matrix, rows[:-1], axis=-2), cols[:-1], axis=-1)
+    counts = np.maximum(np.diff(rows), 1)[:, None] * np.maximum(np.diff(cols), 1)[None, :]
+    means = totals / counts
+    peak = means.max(axis=(-2, -1), keepdims=True)
+    return np.divide(means, peak, out=np.zeros_like(means), where=peak > 0).astype(np.float32)
+
+
+def head_grid(
+    attention: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...], size: int = THUMBNAIL, gap: int = 2
+) -> HeadGrid:
+    """Thumbnails of every head of [layers, heads, q, k] tiled into one mosaic."""
+    n_layers, n_heads = attention.shape[:2]
+    step = size + gap
+    mosaic = np.full((n_heads * step - gap, n_layers * step - gap), np.nan, dtype=np.float32)
+    for li in range(n_layers):
+        thumbs = thumbnail(attention[li], size)
+        for hi in range(n_heads):
+            mosaic[hi * step : hi * step + size, li * step : li * step + size] = thumbs[hi]
+    return HeadGrid(mosaic=mosaic, size=size, gap=gap, layers=tuple(layers), heads=tuple(heads))

@@ -1,0 +1,85 @@
+"""Means, attention rollout and value-norm weighting: hand-made matrices and real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import attnviz
+from attnviz import aggregate
+from attnviz.aggregate import UnsupportedModelError
+
+
+def test_layer_and_model_means() -> None:
+    attention = np.arange(2 * 2 * 2 * 2, dtype=np.float32).reshape(2, 2, 2, 2)
+    np.testing.assert_allclose(aggregate.layer_mean(attention, 1), (attention[1, 0] + attention[1, 1]) / 2)
+    np.testing.assert_allclose(aggregate.model_mean(attention), attention.mean((0, 1)))
+
+
+def test_rollout_of_identity_is_identity() -> None:
+    np.testing.assert_allclose(aggregate.rollout(np.eye(4)[None, None].repeat(3, 0)), np.eye(4), atol=1e-6)
+
+
+def test_rollout_multiplies_residual_mixed_layers() -> None:
+    first = np.array([[1.0, 0.0], [1.0, 0.0]])  # everything reads token 0
+    second = np.array([[1.0, 0.0], [0.5, 0.5]])
+    attention = np.stack([np.stack([first, first]), np.stack([second, second])])  # [2 layers, 2 heads, 2, 2]
+    a1 = 0.5 * first + 0.5 * np.eye(2)
+    a2 = 0.5 * second + 0.5 * np.eye(2)
+    expected = (a2 / a2.sum(-1, keepdims=True)) @ (a1 / a1.sum(-1, keepdims=True))
+    result = aggregate.rollout(attention)
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    np.testing.assert_allclose(result.sum(-1), 1.0, atol=1e-6)
+    assert result[1, 0] == pytest.approx(0.25 * 1 + 0.75 * 0.5)
+
+
+def test_head_output_norms_slice_the_projection_per_head() -> None:
+    projection = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        projection.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 3.0]]))
+    value = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])  # [2 heads, 2 keys, head_dim 2]
+    norms = aggregate.head_output_norms(value, projection)
+    # head 0 uses input columns 0-1 (outputs 1 and 2), head 1 uses 2-3 (output 3 only on column 3).
+    np.testing.assert_allclose(norms.numpy(), [[1.0, 2.0], [0.0, 3.0]])
+
+
+def test_norm_weighted_scales_columns() -> None:
+    attention = np.array([[[0.5, 0.5], [0.25, 0.75]]])
+    np.testing.assert_allclose(aggregate.norm_weighted(attention, np.array([[2.0, 4.0]])), [[[1.0, 2.0], [0.5, 3.0]]])
+
+
+def test_smollm2_value_norms_match_head_outputs(smollm2) -> None:
+    """Query 0 of a decoder reads only key 0, so each head's share of o_proj is exactly f_h(x_0)."""
+    trace = attnviz.trace(smollm2, "Attention is not only a weight")
+    result = aggregate.value_norms(smollm2, trace)
+    assert result.norms.shape == (30, 9, trace.n_tokens)
+    layer = 7
+    projection = smollm2.model.model.layers[layer].self_attn.o_proj
+    captured: list[torch.Tensor] = []
+    handle = projection.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    try:
+        with torch.inference_mode():
+            smollm2.model(torch.tensor([trace.input_ids.tolist()]))
+    finally:
+        handle.remove()
+    head_dim = projection.weight.shape[1] // 9
+    weight = projection.weight.detach()
+    for head in range(9):
+        share = captured[0][0, 0, head * head_dim : (head + 1) * head_dim]
+        expected = torch.linalg.vector_norm(weight[:, head * head_dim : (head + 1) * head_dim] @ share)
+        assert result.norms[layer, head, 0] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_bert_output_projection_is_found_next_to_self_attention(minilm) -> None:
+    attention = minilm.model.encoder.layer[2].attention
+    assert aggregate.output_projection(minilm.model, attention.self) is attention.output.dense
+    result = aggregate.value_norms(minilm, attnviz.trace(minilm, "a small test"))
+    assert result.norms.shape[:2] == (6, 12) and (result.norms > 0).all()
+
+
+def test_unsupported_projection_has_a_clear_message(tiny) -> None:
+    loaded = tiny("gpt2")  # GPT-2's c_proj is a Conv1D, not a Linear
+    with pytest.raises(UnsupportedModelError, match="output projection"):
+        aggregate.value_norms(loaded, attnviz.trace(loaded, "hello there"))
