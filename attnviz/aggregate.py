@@ -142,3 +142,60 @@ def trace_inputs(loaded: LoadedModel, trace: Trace) -> dict[str, torch.Tensor]:
 def norm_weighted(attention: np.ndarray, norms: np.ndarray) -> np.ndarray:
     """α_qk · ‖f_h(x_k)‖: attention [..., q, k] times norms [..., k] -> [..., q, k]."""
     return np.asarray(attention, dtype=np.float32) * np.asarray(norms, dtype=np.float32)[..., None, :]
+
+
+@dataclass(frozen=True)
+class StackView:
+    """One attention stack of a trace: ``attention`` [layers, heads, queries, keys] with its tokens."""
+
+    stack: Stack
+    attention: np.ndarray
+    layers: tuple[int, ...]
+    query_tokens: tuple[str, ...]
+    key_tokens: tuple[str, ...]
+
+
+def stacks_of(trace: Trace) -> tuple[Stack, ...]:
+    """The stacks a trace holds: the decoder's or encoder's self-attention, plus decoder and cross for seq2seq."""
+    if trace.kind == "encoder-decoder":
+        return ("encoder", "decoder", "cross")
+    return ("decoder",) if trace.kind == "decoder" else ("encoder",)
+
+
+def stack_view(trace: Trace, stack: Stack) -> StackView:
+    """Select one stack of ``trace`` (see :func:`stacks_of`)."""
+    if stack not in stacks_of(trace):
+        raise ValueError(f"A {trace.kind} trace has no '{stack}' attention.")
+    if stack == "cross":
+        weights, queries, keys = trace.cross_attention, trace.target_tokens, trace.tokens
+    elif stack == "decoder" and trace.kind == "encoder-decoder":
+        weights, queries, keys = trace.decoder_attention, trace.target_tokens, trace.target_tokens
+    else:
+        weights, queries, keys = trace.attention, trace.tokens, trace.tokens
+    layers = trace.layers if weights.shape[0] == len(trace.layers) else tuple(range(weights.shape[0]))
+    return StackView(stack, weights, layers, queries, keys)
+
+
+AGGREGATES = {
+    "layer mean": "Mean over the heads of the chosen layer.",
+    "model mean": "Mean over every layer and head.",
+    "rollout": "Attention rollout (Abnar & Zuidema 2020): head means plus residual, multiplied through the layers.",
+    "value-norm weighted": "Mean over the chosen layer's heads of α·‖f(x)‖ (Kobayashi et al. 2020).",
+}
+
+
+def aggregate_map(view: StackView, name: str, layer_index: int, norms: ValueNorms | None = None) -> np.ndarray:
+    """The [queries, keys] map of aggregate ``name`` (a key of AGGREGATES) for one stack."""
+    if name == "layer mean":
+        return layer_mean(view.attention, layer_index)
+    if name == "model mean":
+        return model_mean(view.attention)
+    if name == "rollout":
+        if view.stack == "cross":
+            raise UnsupportedModelError("Rollout multiplies square self-attention maps; pick a self-attention stack.")
+        return rollout(view.attention)
+    if name == "value-norm weighted":
+        if norms is None:
+            raise ValueError("value-norm weighting needs the value norms of the stack")
+        return norm_weighted(view.attention[layer_index], norms.norms[layer_index]).mean(0)
+    raise ValueError(f"Unknown aggregate '{name}'; choose one of {', '.join(AGGREGATES)}.")

@@ -1,0 +1,256 @@
+"""Explore: every head at a glance, one head in detail, aggregates, head statistics and ablation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from attnviz import figures
+from attnviz.ablation import NoPredictionError, Prediction
+from attnviz.aggregate import AGGREGATES, UnsupportedModelError, stack_view, stacks_of
+from attnviz.stats import STATISTICS
+from pages.common import (
+    cached_ablation,
+    cached_aggregate,
+    cached_head_grid,
+    cached_head_stats,
+    cached_induction,
+    get_model,
+    model_picker,
+    run_trace,
+)
+
+DEFAULT_PROMPT = (
+    "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
+    "thank you very much. Mr and Mrs Dursley"
+)
+WINDOW = 256  # tokens of the detail heatmap shown at full resolution
+STACK_LABELS = {"decoder": "decoder self-attention", "encoder": "encoder self-attention", "cross": "cross-attention"}
+COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
+
+
+def from_url(key: str, default: str) -> str:
+    """Initialise a widget's state from the URL once, so a shared link reopens the same view."""
+    if key not in st.session_state:
+        st.session_state[key] = st.query_params.get(key, default)
+    return st.session_state[key]
+
+
+def int_from_url(key: str, options: list[int]) -> None:
+    """Initialise an integer selectbox from the URL, falling back to its first option."""
+    raw = st.query_params.get(key, "")
+    if key not in st.session_state or st.session_state[key] not in options:
+        st.session_state[key] = int(raw) if raw.lstrip("-").isdigit() and int(raw) in options else options[0]
+
+
+def prediction_table(prediction: Prediction) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"token": [figures.safe_label(t) for t in prediction.tokens], "probability": prediction.probs.astype(float)}
+    )
+
+
+st.title("🔭 Explore attention")
+model_name = model_picker()
+loaded = get_model(model_name)
+if loaded is None:
+    st.stop()
+
+modes = ["Text", "Chat message"] if loaded.info.has_chat_template else ["Text"]
+if from_url("mode", "Text") not in modes:
+    st.session_state["mode"] = "Text"
+mode = st.sidebar.radio("Prompt as", modes, key="mode", help="A chat message is wrapped in the model's chat template.")
+from_url("prompt", DEFAULT_PROMPT)
+prompt = st.sidebar.text_area(
+    "Chat message" if mode == "Chat message" else "Prompt", key="prompt", height=160,
+    help="The text the model reads. Repeated phrases show induction heads at work.",
+)  # fmt: skip
+target = None
+if loaded.kind == "encoder-decoder":
+    from_url("target", "")
+    target = st.sidebar.text_input(
+        "Decoder text", key="target", help="What the decoder has produced so far (cross-attention reads the prompt)."
+    )
+st.query_params.update({"mode": mode, "prompt": prompt, **({"target": target} if target is not None else {})})
+
+text = None if mode == "Chat message" else prompt
+messages = [{"role": "user", "content": prompt}] if mode == "Chat message" else None
+trace = run_trace(model_name, text, messages, target)
+if trace is None:
+    st.stop()
+prompt_key = (model_name, text, json.dumps(messages) if messages else None, target)
+
+stacks = list(stacks_of(trace))
+if from_url("stack", stacks[0]) not in stacks:
+    st.session_state["stack"] = stacks[0]
+stack = st.sidebar.radio(
+    "Attention", stacks, key="stack", format_func=STACK_LABELS.get, disabled=len(stacks) == 1,
+    help="Encoder-decoders have three kinds of attention: encoder self, decoder self, and decoder→encoder cross.",
+)  # fmt: skip
+
+with st.spinner("Drawing every head…"):
+    grid = cached_head_grid(*prompt_key, stack)
+layer_options, head_options = list(grid.layers), list(grid.heads)
+
+# A click on the grid selects a (layer, head) point: apply it before the selectboxes are drawn.
+clicked = st.session_state.get("grid")
+points = clicked.get("selection", {}).get("points", []) if clicked else []
+if points and points != st.session_state.get("grid_applied"):
+    st.session_state["grid_applied"] = points
+    layer_clicked, head_clicked = points[0]["customdata"][:2]
+    st.session_state["layer"], st.session_state["head"] = int(layer_clicked), int(head_clicked)
+int_from_url("layer", layer_options)
+int_from_url("head", head_options)
+left, right = st.sidebar.columns(2)
+layer = left.selectbox("Layer", layer_options, key="layer", help="Layer of the head shown in detail.")
+head = right.selectbox("Head", head_options, key="head", help="Head shown in detail (or click one in the grid).")
+st.query_params.update({"stack": stack, "layer": str(layer), "head": str(head)})
+layer_index, head_index = layer_options.index(layer), head_options.index(head)
+
+n = trace.n_tokens if stack != "cross" else len(trace.target_tokens)
+st.caption(
+    f"**{model_name}** · {trace.n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
+    f"· {STACK_LABELS[stack]}"
+)
+heads_tab, aggregates_tab, stats_tab, ablation_tab = st.tabs(["Heads", "Aggregates", "Head statistics", "Ablation"])
+
+view = stack_view(trace, stack)
+last = len(view.query_tokens) - 1
+
+
+def heatmap_controls(prefix: str) -> tuple[str, bool, bool]:
+    """Colour scale, log scale and sink hiding for the heatmaps of one tab."""
+    columns = st.columns(3)
+    colorscale = columns[0].selectbox("Colour scale", COLORSCALES, key=f"{prefix}_colors", help="Heatmap colours.")
+    log_scale = columns[1].toggle(
+        "Log scale", key=f"{prefix}_log", help="Colour by log10 of the weight, so small weights become visible."
+    )
+    hide_sink = columns[2].toggle(
+        "Hide first token", key=f"{prefix}_sink",
+        help="The first token often soaks up most attention (an 'attention sink'); hide its column.",
+    )  # fmt: skip
+    return colorscale, log_scale, hide_sink
+
+
+def draw_map(matrix, title: str, prefix: str, value_name: str = "weight") -> None:  # noqa: ANN001 - [q, k] array
+    """A [queries, keys] map with a query window beyond WINDOW tokens, then the last query's row as bars."""
+    colorscale, log_scale, hide_sink = heatmap_controls(prefix)
+    rows = matrix.shape[0]
+    start, stop = 0, rows
+    if rows > WINDOW:
+        start, stop = st.slider(
+            "Query window", 0, rows, (rows - WINDOW, rows), key=f"{prefix}_window",
+            help=f"Query tokens shown; more than {WINDOW} are block-averaged so the browser stays fast.",
+        )  # fmt: skip
+        stop = max(stop, start + 1)
+    first_key = 1 if hide_sink and matrix.shape[1] > 1 else 0
+    keys = view.key_tokens[first_key:]
+    st.plotly_chart(
+        figures.attention_heatmap(
+            matrix[start:stop, first_key:], view.query_tokens[start:stop], keys, title=title,
+            colorscale=colorscale, log_scale=log_scale, value_name=value_name,
+        ),
+        key=f"{prefix}_heatmap",
+    )  # fmt: skip
+    st.plotly_chart(
+        figures.token_bar(
+            matrix[last, first_key:], keys, value_name=value_name,
+            title=f"How much the last token ({figures.safe_label(view.query_tokens[last])}) reads from each token",
+        ),
+        key=f"{prefix}_bar",
+    )  # fmt: skip
+
+
+with heads_tab:
+    st.plotly_chart(
+        figures.head_grid_figure(grid, selected=(layer, head)), key="grid", on_select="rerun",
+        selection_mode="points", config={"displayModeBar": False},
+    )  # fmt: skip
+    st.caption(
+        f"Each thumbnail is one head, block-averaged to {grid.size}×{grid.size} and scaled to its own maximum "
+        "(query down, key across). Click a head, or pick one in the sidebar, to open it below."
+    )
+    draw_map(view.attention[layer_index, head_index], f"Layer {layer}, head {head}", "head")
+
+with aggregates_tab:
+    name = st.radio(
+        "Aggregate", list(AGGREGATES), horizontal=True, key="aggregate",
+        help="\n".join(f"- **{key}**: {about}" for key, about in AGGREGATES.items()),
+    )  # fmt: skip
+    st.caption(AGGREGATES[name] + (f" Layer {layer} (sidebar)." if name in ("layer mean", "value-norm weighted") else ""))
+    try:
+        with st.spinner(f"Computing the {name}…"):
+            matrix = cached_aggregate(*prompt_key, stack, name, layer_index)
+    except UnsupportedModelError as error:
+        st.warning(str(error), icon="🧭")
+    else:
+        value_name = "α·‖f(x)‖" if name == "value-norm weighted" else "weight"
+        draw_map(matrix, f"{name.capitalize()} ({STACK_LABELS[stack]})", "aggregate", value_name)
+
+with stats_tab:
+    with st.spinner("Measuring every head…"):
+        head_stats = cached_head_stats(*prompt_key, stack)
+        if stack in ("decoder", "encoder") and not (stack == "decoder" and trace.kind == "encoder-decoder"):
+            head_stats = replace(head_stats, induction=cached_induction(model_name))
+    table = pd.DataFrame(head_stats.rows())
+    statistic = st.selectbox(
+        "Statistic", [s for s in STATISTICS if s in table], key="statistic",
+        format_func=lambda s: s.replace("_", " "), help="Which statistic the layer × head map shows.",
+    )  # fmt: skip
+    st.caption(STATISTICS[statistic])
+    best = table.loc[table[statistic].idxmax()]
+
+    def open_best() -> None:
+        st.session_state["layer"], st.session_state["head"] = int(best["layer"]), int(best["head"])
+
+    st.button(
+        f"Open the head with the highest {statistic.replace('_', ' ')}: layer {int(best['layer'])}, "
+        f"head {int(best['head'])} ({best[statistic]:.3f})",
+        on_click=open_best, key="open_best", help="Show this head in the Heads tab and select it in the sidebar.",
+    )  # fmt: skip
+    chart, data = st.columns([3, 2])
+    chart.plotly_chart(
+        figures.layer_head_heatmap(
+            getattr(head_stats, statistic), head_stats.layers, head_stats.heads,
+            title=statistic.replace("_", " "), value_name=statistic.replace("_", " "),
+        ),
+        key="stat_map",
+    )  # fmt: skip
+    data.dataframe(table, hide_index=True, height=520, key="stat_table")
+    if "induction" in table:
+        data.caption("Induction is measured on 50 random tokens repeated twice, not on your prompt.")
+    downloads = data.columns(2)
+    downloads[0].download_button(
+        "Download CSV", table.to_csv(index=False), file_name=f"head_stats_{stack}.csv", mime="text/csv",
+        help="Every head's statistics as CSV.",
+    )  # fmt: skip
+    downloads[1].download_button(
+        "Download JSON", table.to_json(orient="records", indent=1), file_name=f"head_stats_{stack}.json",
+        mime="application/json", help="Every head's statistics as JSON records.",
+    )  # fmt: skip
+
+with ablation_tab:
+    names = [f"L{la}.H{he}" for la in layer_options for he in head_options]
+    chosen = st.multiselect(
+        "Heads to switch off", names, default=[f"L{layer}.H{head}"], key="ablate",
+        help=f"Zero these heads' attention ({STACK_LABELS[stack]}) and compare the next-token prediction.",
+    )  # fmt: skip
+    k = st.slider("Top-k tokens", 3, 20, 10, key="top_k", help="How many most likely next tokens to list.")
+    by_layer: dict[int, list[int]] = {}
+    for label in chosen:
+        layer_part, head_part = label[1:].split(".H")
+        by_layer.setdefault(int(layer_part), []).append(int(head_part))
+    ablate = tuple((stack, la, tuple(sorted(he))) for la, he in sorted(by_layer.items()))
+    try:
+        with st.spinner("Running the model with and without those heads…"):
+            result = cached_ablation(*prompt_key, ablate, k)
+    except NoPredictionError as error:
+        st.info(str(error), icon="ℹ️")
+    else:
+        before, after = st.columns(2)
+        before.subheader("Intact model")
+        before.dataframe(prediction_table(result.baseline), hide_index=True, key="baseline_table")
+        after.subheader(f"Without {len(chosen)} head(s)" if chosen else "Nothing switched off")
+        after.dataframe(prediction_table(result.intervened), hide_index=True, key="ablated_table")
