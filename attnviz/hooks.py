@@ -97,6 +97,7 @@ class Hooks:
 
 _ACTIVE: contextvars.ContextVar[Hooks | None] = contextvars.ContextVar("attnviz_hooks", default=None)
 _SITES: weakref.WeakKeyDictionary[nn.Module, Site] = weakref.WeakKeyDictionary()
+_LAYERS: weakref.WeakKeyDictionary[nn.Module, dict[Stack, tuple[int, ...]]] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -133,13 +134,21 @@ def attach(model: nn.Module, encoder_only: bool) -> None:
     """
     register()
     is_enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    layers: dict[Stack, set[int]] = {}
     for name, module in model.named_modules():
         site = site_of_name(name, encoder_only, is_enc_dec)
         if site is not None:
             _SITES[module] = site
+            layers.setdefault(site.stack, set()).add(site.layer)
+    _LAYERS[model] = {stack: tuple(sorted(found)) for stack, found in layers.items()}
     model.set_attn_implementation(IMPLEMENTATION)
     if model.config._attn_implementation != IMPLEMENTATION:
         raise NotImplementedError(f"{type(model).__name__} computes attention in its own code")
+
+
+def stack_layers(model: nn.Module) -> dict[Stack, tuple[int, ...]]:
+    """The layer indices of each attention stack of an attached model."""
+    return _LAYERS[model]
 
 
 def _site(module: nn.Module) -> Site:

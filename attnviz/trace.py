@@ -75,17 +75,38 @@ def record(
     ablate: dict[Site, tuple[int, ...]] | None = None,
     mask: torch.Tensor | None = None,
 ) -> tuple[ModelOutput, Recording]:
-    """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights."""
+    """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights.
+
+    Each call's weights are copied straight into one preallocated buffer per stack
+    (cast to ``dtype`` on the way), so no second copy of the whole tensor is ever made.
+    """
     layer_set = None if layers is None else frozenset(layers)
     head_list = None if heads is None else sorted(set(heads))
-    kept: dict[Site, torch.Tensor] = {}
+    wanted = {
+        stack: tuple(i for i in found if layer_set is None or i in layer_set)
+        for stack, found in hooks.stack_layers(loaded.model).items()
+    }
+    buffers: dict[Stack, torch.Tensor] = {}
+    filled: dict[Stack, set[int]] = {}
 
     def keep(call: AttentionCall) -> None:
+        stack = call.site.stack
         chosen = call.weights if head_list is None else call.weights[:, head_list]
-        kept[call.site] = chosen.detach().to(dtype=dtype, copy=True)
+        if stack not in buffers:
+            buffers[stack] = torch.empty((chosen.shape[0], len(wanted[stack]), *chosen.shape[1:]), dtype=dtype)
+        slot = wanted[stack].index(call.site.layer)
+        buffers[stack][:, slot] = chosen
+        filled.setdefault(stack, set()).add(slot)
 
     outputs = forward(loaded, inputs, Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask))
-    return outputs, _stack_sites(kept, head_list)
+    recorded_layers: dict[Stack, tuple[int, ...]] = {}
+    weights: dict[Stack, np.ndarray] = {}
+    for stack, buffer in buffers.items():
+        slots = sorted(filled[stack])
+        recorded_layers[stack] = tuple(wanted[stack][i] for i in slots)
+        # Layers that never called attention (none in supported families) are dropped, not left empty.
+        weights[stack] = buffer.numpy() if len(slots) == buffer.shape[1] else buffer[:, slots].numpy()
+    return outputs, Recording(recorded_layers, None if head_list is None else tuple(head_list), weights)
 
 
 def forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], active: Hooks | None = None) -> ModelOutput:
@@ -93,19 +114,6 @@ def forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], active: Hooks 
     extra = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
     with loaded.lock, torch.inference_mode(), hooks.active(active):
         return loaded.model(**inputs, **extra)
-
-
-def _stack_sites(kept: dict[Site, torch.Tensor], heads: list[int] | None) -> Recording:
-    by_stack: dict[Stack, list[Site]] = {}
-    for site in kept:
-        by_stack.setdefault(site.stack, []).append(site)
-    layers: dict[Stack, tuple[int, ...]] = {}
-    weights: dict[Stack, np.ndarray] = {}
-    for stack, sites in by_stack.items():
-        sites.sort(key=lambda s: s.layer)
-        layers[stack] = tuple(s.layer for s in sites)
-        weights[stack] = torch.stack([kept[s] for s in sites], dim=1).numpy()
-    return Recording(layers=layers, heads=None if heads is None else tuple(heads), weights=weights)
 
 
 def _require_tokenizer(loaded: LoadedModel):  # noqa: ANN202 - returns the model's tokenizer type
@@ -190,9 +198,10 @@ def trace_batch(
     target_tokens, _ = display_tokens(tokenizer, target_ids) if target_ids else ((), ())
     traces = []
     for row, ids in enumerate(encoded):
-        keep = attention_mask[row].nonzero().squeeze(-1).numpy()
+        real = attention_mask[row].nonzero().squeeze(-1)
+        keep = slice(int(real[0]), int(real[-1]) + 1)  # padding is on one side: a view, not a copy
         tokens, special = display_tokens(tokenizer, ids)
-        weights = recording.weights[main][row][:, :, keep][:, :, :, keep]
+        weights = recording.weights[main][row][:, :, keep, keep]
         decoder = recording.weights.get("decoder") if loaded.kind == "encoder-decoder" else None
         cross = recording.weights.get("cross")
         traces.append(
