@@ -6,6 +6,7 @@ st.set_page_config(page_title="attnviz", page_icon="🔍", layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/masks.py", title="Masks", icon="🎭"),
     st.Page("pages/explore.py", title="Explore", icon="🔭"),
     st.Page("pages/bertviz_views.py", title="bertviz views", icon="🧩"),
 ]

@@ -171,3 +171,18 @@ def layer_head_heatmap(
     figure.update_yaxes(autorange="reversed")
     figure.update_layout(title=title, height=max(300, 18 * len(layers) + 80), margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
+
+
+MASK_COLORS = [[0.0, "#eef1f6"], [1.0, "#27557f"]]
+
+
+def mask_heatmap(
+    allowed: np.ndarray, query_tokens: Sequence[str], key_tokens: Sequence[str], *, title: str = ""
+) -> go.Figure:
+    """Boolean [queries, keys] mask over tokens: dark cells may be attended, light ones are blocked."""
+    figure = attention_heatmap(
+        np.asarray(allowed, dtype=np.float32), query_tokens, key_tokens,
+        title=title, colorscale=MASK_COLORS, value_name="allowed",
+    )  # fmt: skip
+    figure.update_traces(showscale=False, zmin=0.0, zmax=1.0, xgap=1, ygap=1)
+    return figure

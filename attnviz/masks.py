@@ -22,8 +22,9 @@ from transformers.masking_utils import create_sliding_window_causal_mask
 from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.loading import LoadedModel
 from attnviz.tokens import display_tokens
-from attnviz.trace import Messages, _pad, _target_ids, encode, forward, record
+from attnviz.trace import Messages, PromptError, _pad, _target_ids, encode, forward, record
 
+MAX_MASK_TOKENS = 128
 MAX_RULE_CHARS = 200
 MAX_RULE_NODES = 80
 
@@ -186,6 +187,22 @@ def from_rule(n: int, rule: str) -> np.ndarray:
     return np.broadcast_to(result, (n, n)).copy()
 
 
+def pattern_name(allowed: np.ndarray) -> str:
+    """Name the textbook pattern a [queries, keys] mask equals, e.g. 'causal' or 'sliding window of 4'."""
+    allowed = np.asarray(allowed, dtype=bool)
+    if allowed.all():
+        return "bidirectional (everything allowed)"
+    rows, cols = allowed.shape
+    if rows != cols:
+        return "custom"
+    if np.array_equal(allowed, causal(rows)):
+        return "causal"
+    window = int(allowed.sum(axis=1).max())
+    if np.array_equal(allowed, sliding_window(rows, window)):
+        return f"sliding window of {window}"
+    return "custom"
+
+
 # --- transformers' own masks ------------------------------------------------------------------
 
 
@@ -311,6 +328,18 @@ def read_masks(loaded: LoadedModel, prompts: Sequence[str | Messages], target: s
 
 
 # --- applying a mask and comparing --------------------------------------------------------------
+
+
+def prompt_tokens(
+    loaded: LoadedModel, text: str, max_tokens: int = MAX_MASK_TOKENS
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Token ids and readable tokens of the prompt a mask is built over (two full runs stay small)."""
+    ids = encode(loaded, text)
+    if len(ids) > max_tokens:
+        raise PromptError(f"The prompt has {len(ids)} tokens; masks can be applied to at most {max_tokens}.")
+    with loaded.lock:
+        tokens = display_tokens(loaded.tokenizer, ids)[0]
+    return tuple(ids), tokens
 
 
 @dataclass(frozen=True)

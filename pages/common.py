@@ -20,6 +20,7 @@ from attnviz.grid import HeadGrid, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.stats import HeadStats, head_stats, induction_scores
 from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
+from attnviz.masks import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.trace import PromptError, Trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -138,3 +139,15 @@ def cached_ablation(
     """Top-k next tokens with and without the ``ablate`` heads, given as (stack, layer, heads)."""
     sites = {Site(stack, layer): heads for stack, layer, heads in ablate}
     return ablate_heads(_load(model_name), cached_trace(model_name, text, messages_json, target), sites, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_compare_mask(model_name: str, input_ids: tuple[int, ...], allowed: np.ndarray) -> MaskComparison:
+    """The prompt's run with the model's own mask next to the run under ``allowed``, once per mask."""
+    return compare_mask(_load(model_name), input_ids, allowed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_read_masks(model_name: str, prompts_json: str, target: str | None) -> ModelMasks:
+    """Masks the model applied to a batch of prompts (JSON: strings or chat message lists)."""
+    return read_masks(_load(model_name), json.loads(prompts_json), target or None)
