@@ -55,6 +55,22 @@ function attnvizParams() {
 </script>"""
 
 
+# The model view draws a fixed 970 px wide SVG; give it a viewBox so it scales down to a narrower frame.
+_FIT_WIDTH = """<script>
+new MutationObserver(() => {
+  document.querySelectorAll("#vis > svg").forEach(svg => {
+    const width = svg.getAttribute("width"), height = svg.getAttribute("height");
+    if (/^[0-9.]+$/.test(width) && /^[0-9.]+$/.test(height)) {
+      svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+      svg.setAttribute("width", "100%");
+      svg.removeAttribute("height");
+      svg.style.maxWidth = `${width}px`;
+    }
+  });
+}).observe(document.getElementById("vis"), {childList: true});
+</script>"""
+
+
 class ViewError(ValueError):
     """A view cannot be built from this trace and selection; the message says why."""
 
@@ -250,6 +266,7 @@ def _page(view: ViewKind, trace: Trace, selection: Selection, panels: list[_Pane
             f"<div id='attnviz-bertviz' style=\"{_FONT}\">{_controls(view, panels)}<div id='vis'></div></div>",
             f"<script type='application/json' id='attnviz-bertviz-data'>{data}</script>",
             _DECODE_PARAMS,
+            _FIT_WIDTH if view == "model" else "",
             vendor.inline_scripts(),
             f"<script>\n{_bertviz_script(view)}\n</script>",
             "</body></html>",

@@ -30,16 +30,16 @@ CUSTOM = "Other (folder or Hugging Face id)…"
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load(name: str) -> LoadedModel:
-    with st.status(f"Loading {name}…", expanded=True) as status:
-        loaded = attnviz.load_model(name, progress=status.write)
-        status.update(label=f"Loaded {name}", state="complete", expanded=False)
-    return loaded
+    # No st elements in here: cached functions replay them on every hit, and a replayed
+    # st.status stays "Loading…" forever (its update() is not replayed).
+    return attnviz.load_model(name)
 
 
 def get_model(name: str) -> LoadedModel | None:
     """The shared model for ``name``, or None after showing a readable error."""
     try:
-        return _load(name)
+        with st.spinner(f"Loading {name}… (a built-in model's first use converts it, ~15 s)"):
+            return _load(name)
     except ModelLoadError as error:
         st.error(str(error), icon="🚫")
         return None
