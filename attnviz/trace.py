@@ -7,6 +7,7 @@ and return one :class:`Trace` per prompt, cropped to its real (unpadded) tokens.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ def record(
     dtype: torch.dtype = torch.float32,
     ablate: dict[Site, tuple[int, ...]] | None = None,
     mask: torch.Tensor | None = None,
+    last_logits_only: bool = False,
 ) -> tuple[ModelOutput, Recording]:
     """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights.
 
@@ -98,7 +100,8 @@ def record(
         buffers[stack][:, slot] = chosen
         filled.setdefault(stack, set()).add(slot)
 
-    outputs = forward(loaded, inputs, Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask))
+    active = Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask)
+    outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only)
     recorded_layers: dict[Stack, tuple[int, ...]] = {}
     weights: dict[Stack, np.ndarray] = {}
     for stack, buffer in buffers.items():
@@ -109,9 +112,21 @@ def record(
     return outputs, Recording(recorded_layers, None if head_list is None else tuple(head_list), weights)
 
 
-def forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], active: Hooks | None = None) -> ModelOutput:
-    """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied."""
-    extra = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
+def forward(
+    loaded: LoadedModel,
+    inputs: dict[str, torch.Tensor],
+    active: Hooks | None = None,
+    *,
+    last_logits_only: bool = False,
+) -> ModelOutput:
+    """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied.
+
+    ``last_logits_only`` skips the [n, vocab] logits (200 MB at 1,024 tokens for SmolLM2)
+    when only attention or the next token is wanted.
+    """
+    extra: dict[str, object] = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
+    if last_logits_only and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
+        extra["logits_to_keep"] = 1
     with loaded.lock, torch.inference_mode(), hooks.active(active):
         return loaded.model(**inputs, **extra)
 
@@ -191,7 +206,12 @@ def trace_batch(
         target_ids = _target_ids(loaded, target)
         inputs["decoder_input_ids"] = torch.tensor([target_ids] * len(prompts), dtype=torch.long)
     _, recording = record(
-        loaded, inputs, layers=layers, heads=heads, dtype=torch.float16 if float16 else torch.float32
+        loaded,
+        inputs,
+        layers=layers,
+        heads=heads,
+        dtype=torch.float16 if float16 else torch.float32,
+        last_logits_only=True,
     )
     main: Stack = "decoder" if loaded.kind == "decoder" else "encoder"
     head_axis = recording.heads if recording.heads is not None else tuple(range(loaded.n_heads))

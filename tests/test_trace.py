@@ -199,3 +199,11 @@ def test_recording_one_layer_keeps_the_output(smollm2) -> None:
     one, recording = record(smollm2, inputs, layers=[4])
     assert recording.layers == {"decoder": (4,)}
     np.testing.assert_allclose(one.logits.numpy(), everything.logits.numpy(), atol=1e-4, rtol=0)
+
+
+def test_last_logits_only_matches_the_full_last_row(smollm2) -> None:
+    inputs = dict(smollm2.tokenizer("Only the next token matters here", return_tensors="pt"))
+    full, _ = record(smollm2, inputs, layers=[])
+    last, _ = record(smollm2, inputs, layers=[], last_logits_only=True)
+    assert last.logits.shape[1] == 1
+    np.testing.assert_allclose(last.logits[0, -1].numpy(), full.logits[0, -1].numpy(), atol=1e-5)

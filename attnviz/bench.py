@@ -1,0 +1,219 @@
+"""Benchmarks: our figure against the tool a user would use instead, measured in the same run.
+
+Each (case, variant, size) runs in a fresh subprocess so peak memory is its own:
+the process resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the
+model and reads ``VmHWM`` after the measured work. Times are the best of a few runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_SIZES = (128, 512, 1024, 2048)
+QUICK_SIZES = (32, 64)
+MODEL = "smollm2-135m-instruct"
+TEXT = (
+    "Attention lets every token look at every other token and decide what matters. "
+    "In a decoder, a causal mask hides the future, so each position reads only what came before it. "
+    "Some heads look at the previous token, some copy from earlier repeats, and many rest on the first token. "
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One variant at one size: wall time (best of runs) and peak memory above the loaded model."""
+
+    seconds: float
+    peak_mb: float | None
+    value: float | None = None  # a non-time figure (e.g. bytes); when set, it is what gets compared
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    tokens: int
+    ours: float
+    baseline: float
+    ratio: float
+    unit: str
+    ours_peak_mb: float | None
+    baseline_peak_mb: float | None
+    note: str = ""
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _input_ids(tokenizer, tokens: int):  # noqa: ANN001, ANN202 - tokenizer in, tensor out
+    import torch
+
+    ids = tokenizer(TEXT * (tokens // 20 + 2))["input_ids"][:tokens]
+    return {"input_ids": torch.tensor([ids])}
+
+
+def _timed(work: Callable[[], object], repeats: int) -> Measurement:
+    """Best-of-``repeats`` time of ``work`` and its peak memory above the RSS before it."""
+    best = float("inf")
+    peak = 0.0
+    for _ in range(repeats):
+        before = _rss_mb()
+        _reset_peak()
+        start = time.perf_counter()
+        result = work()
+        best = min(best, time.perf_counter() - start)
+        peak = max(peak, _peak_mb() - before)
+        del result
+    return Measurement(seconds=best, peak_mb=peak)
+
+
+def _variant(name: str, tokens: int) -> Measurement:
+    """Run one measured variant in this process (called by the worker subprocess)."""
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    repeats = 1 if tokens >= 1024 else 2
+    if name == "load_gguf":
+        from transformers import AutoModelForCausalLM
+
+        from attnviz.loading import BUILTINS, SMOLLM2_GGUF
+
+        folder = BUILTINS[MODEL].package_dir()
+        return _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF), 1)
+    import attnviz
+    from attnviz.trace import record
+
+    if name == "load_cached":
+        attnviz.load_model(MODEL)  # make sure the conversion exists; the timed load is a cache hit
+        return _timed(lambda: attnviz.load_model(MODEL), 2)
+    loaded = attnviz.load_model(MODEL)
+    inputs = _input_ids(loaded.tokenizer, tokens)
+    if name in {"eager_attentions", "sdpa_forward"}:
+        from transformers import AutoModelForCausalLM
+
+        implementation = "eager" if name == "eager_attentions" else "sdpa"
+        model = AutoModelForCausalLM.from_pretrained(loaded.model.name_or_path, attn_implementation=implementation)
+        model.eval()
+        del loaded
+
+        def plain() -> object:
+            with torch.inference_mode():
+                return model(**inputs, use_cache=False, output_attentions=name == "eager_attentions")
+
+        plain()  # warm-up
+        return _timed(plain, repeats)
+    work: dict[str, Callable[[], object]] = {
+        "trace_full": lambda: record(loaded, inputs, dtype=torch.float16, last_logits_only=True),
+        "trace_layer": lambda: record(loaded, inputs, layers=[loaded.n_layers // 2]),
+    }
+    work[name]()  # warm-up
+    return _timed(work[name], repeats)
+
+
+def _run_variant(name: str, tokens: int) -> Measurement:
+    """Measure a variant in a fresh subprocess so its peak memory is its own."""
+    command = [sys.executable, "-m", "attnviz.bench", "--worker", name, str(tokens)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
+    return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _compare(case: str, tokens: int, ours: str, baseline: str, note: str = "") -> Row:
+    mine, theirs = _run_variant(ours, tokens), _run_variant(baseline, tokens)
+    return Row(
+        case=case,
+        tokens=tokens,
+        ours=round(mine.seconds, 4),
+        baseline=round(theirs.seconds, 4),
+        ratio=round(mine.seconds / theirs.seconds, 3),
+        unit="s",
+        ours_peak_mb=None if mine.peak_mb is None else round(mine.peak_mb, 1),
+        baseline_peak_mb=None if theirs.peak_mb is None else round(theirs.peak_mb, 1),
+        note=note,
+    )
+
+
+def run(sizes: Sequence[int], progress: Callable[[str], None] = print) -> list[Row]:
+    """All cases at ``sizes``; each row's baseline is measured in this same run."""
+    rows: list[Row] = []
+    for tokens in sizes:
+        progress(f"trace_full @ {tokens}")
+        rows.append(_compare("trace_full", tokens, "trace_full", "eager_attentions", "trace path (fp16, last-position logits) vs eager output_attentions"))
+        progress(f"trace_layer @ {tokens}")
+        rows.append(_compare("trace_layer", tokens, "trace_layer", "sdpa_forward", "one layer vs SDPA forward"))
+    progress("model_load_cached")
+    rows.append(_compare("model_load_cached", 0, "load_cached", "load_gguf", "safetensors cache vs GGUF"))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A Markdown table of the rows (also what the README shows)."""
+    header = "| case | tokens | ours | baseline | ratio | ours peak MB | baseline peak MB | note |"
+    lines = [header, "|" + "---|" * 8]
+    for r in rows:
+        peak = lambda v: "" if v is None else f"{v:,.0f}"  # noqa: E731
+        lines.append(
+            f"| {r.case} | {r.tokens or ''} | {r.ours:g} {r.unit} | {r.baseline:g} {r.unit} | {r.ratio:.3f} "
+            f"| {peak(r.ours_peak_mb)} | {peak(r.baseline_peak_mb)} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """A one-line description of the machine the benchmark ran on."""
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attnviz bench")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the rows")
+    parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} for a smoke run")
+    parser.add_argument("--sizes", type=int, nargs="*", help="token counts (default %(default)s)")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    rows = run(sizes, progress=lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    args.out.write_text(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2))
+    print(format_table(rows))
+    return 0
+
+
+def _worker(name: str, tokens: int) -> None:
+    measurement = _variant(name, tokens)
+    print(json.dumps(asdict(measurement)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2], int(sys.argv[3]))
+    else:
+        raise SystemExit(main())
