@@ -186,3 +186,67 @@ def mask_heatmap(
     )  # fmt: skip
     figure.update_traces(showscale=False, zmin=0.0, zmax=1.0, xgap=1, ygap=1)
     return figure
+
+
+def head_grid_figure(grid: HeadGrid, *, selected: tuple[int, int] | None = None, colorscale: str = "Viridis") -> go.Figure:
+    """Every head's thumbnail in one heatmap (layers across, heads down), with a clickable point per head.
+
+    Clicking a head selects its point, whose customdata is (layer, head).
+    """
+    names = [(layer, head) for layer in grid.layers for head in grid.heads]
+    centres = [grid.cell(li, hi) for li in range(len(grid.layers)) for hi in range(len(grid.heads))]
+    figure = go.Figure(
+        [
+            go.Heatmap(z=grid.mosaic, colorscale=colorscale, showscale=False, hoverinfo="skip", zmin=0, zmax=1),
+            go.Scatter(
+                x=[c[0] for c in centres],
+                y=[c[1] for c in centres],
+                mode="markers",
+                marker={"size": 16, "symbol": "square", "opacity": 0.0, "color": "white"},
+                customdata=[list(name) for name in names],
+                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<extra></extra>",
+                showlegend=False,
+            ),
+        ]
+    )
+    figure.update_xaxes(
+        tickvals=[grid.cell(li, 0)[0] for li in range(len(grid.layers))], ticktext=[f"L{x}" for x in grid.layers],
+        title="layer", showgrid=False, zeroline=False, side="top", range=[-1, grid.mosaic.shape[1]],
+    )  # fmt: skip
+    figure.update_yaxes(
+        tickvals=[grid.cell(0, hi)[1] for hi in range(len(grid.heads))], ticktext=[f"H{h}" for h in grid.heads],
+        title="head", showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
+    )  # fmt: skip
+    if selected in names:
+        x, y = grid.cell(grid.layers.index(selected[0]), grid.heads.index(selected[1]))
+        half = grid.size / 2 + 0.5
+        figure.add_shape(
+            type="rect", x0=x - half, x1=x + half, y0=y - half, y1=y + half, line={"color": "red", "width": 3}
+        )
+    rows, cols = grid.mosaic.shape
+    figure.update_layout(
+        height=max(240, int(90 + 1150 * rows / max(cols, 1))),
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        clickmode="event+select",
+        dragmode=False,
+    )
+    return figure
+
+
+def layer_head_heatmap(
+    values: np.ndarray, layers: Sequence[int], heads: Sequence[int], *, title: str = "", value_name: str = "value"
+) -> go.Figure:
+    """A [layers, heads] statistic as a heatmap: heads across, layers down."""
+    figure = go.Figure(
+        go.Heatmap(
+            z=np.asarray(values, dtype=np.float32),
+            x=[f"H{h}" for h in heads],
+            y=[f"L{layer}" for layer in layers],
+            colorscale="Viridis",
+            colorbar={"title": value_name},
+            hovertemplate="%{y} %{x}<br>" + value_name + " %{z:.3f}<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(title=title, height=max(300, 18 * len(layers) + 80), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure

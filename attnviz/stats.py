@@ -29,14 +29,18 @@ STATISTICS = {
 
 @dataclass(frozen=True)
 class HeadStats:
-    """Per-head statistics, each [layers, heads]; ``layers``/``heads`` name the axes' model indices."""
+    """Per-head statistics, each [layers, heads]; ``layers``/``heads`` name the axes' model indices.
+
+    Position-based statistics (distance, previous token, induction) are None where they have
+    no meaning, e.g. for cross-attention, whose queries and keys are different sequences.
+    """
 
     layers: tuple[int, ...]
     heads: tuple[int, ...]
     entropy: np.ndarray
-    distance: np.ndarray
     first_token: np.ndarray
-    previous_token: np.ndarray
+    distance: np.ndarray | None = None
+    previous_token: np.ndarray | None = None
     induction: np.ndarray | None = None
 
     def rows(self) -> list[dict[str, float | int]]:
@@ -107,15 +111,17 @@ def induction_score(attention: np.ndarray, period: int, start: int = 0) -> np.nd
     return diagonal_score(attention, offset=period - 1, first_query=start + period)
 
 
-def head_stats(attention: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...]) -> HeadStats:
-    """Entropy, distance, first-token mass and previous-token score of every head."""
+def head_stats(
+    attention: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...], self_attention: bool = True
+) -> HeadStats:
+    """Entropy and first-token mass of every head, plus distance and previous-token score for self-attention."""
     return HeadStats(
         layers=layers,
         heads=heads,
         entropy=entropy(attention),
-        distance=mean_distance(attention),
         first_token=first_token_mass(attention),
-        previous_token=previous_token_score(attention),
+        distance=mean_distance(attention) if self_attention else None,
+        previous_token=previous_token_score(attention) if self_attention else None,
     )
 
 

@@ -83,3 +83,20 @@ def test_unsupported_projection_has_a_clear_message(tiny) -> None:
     loaded = tiny("gpt2")  # GPT-2's c_proj is a Conv1D, not a Linear
     with pytest.raises(UnsupportedModelError, match="output projection"):
         aggregate.value_norms(loaded, attnviz.trace(loaded, "hello there"))
+
+
+def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
+    loaded = tiny("bart")
+    trace = attnviz.trace(loaded, "a source sentence", target="a target")
+    assert aggregate.stacks_of(trace) == ("encoder", "decoder", "cross")
+    cross = aggregate.stack_view(trace, "cross")
+    assert cross.attention.shape[-2:] == (len(trace.target_tokens), trace.n_tokens)
+    assert (cross.query_tokens, cross.key_tokens) == (trace.target_tokens, trace.tokens)
+    norms = aggregate.value_norms(loaded, trace, "cross")
+    weighted = aggregate.aggregate_map(cross, "value-norm weighted", 1, norms)
+    np.testing.assert_allclose(weighted, (cross.attention[1] * norms.norms[1][:, None, :]).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(aggregate.aggregate_map(cross, "layer mean", 0, None), cross.attention[0].mean(0))
+    with pytest.raises(UnsupportedModelError, match="square"):
+        aggregate.aggregate_map(cross, "rollout", 0, None)
+    encoder = aggregate.stack_view(trace, "encoder")
+    np.testing.assert_allclose(aggregate.aggregate_map(encoder, "rollout", 0), aggregate.rollout(trace.attention))

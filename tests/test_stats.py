@@ -88,3 +88,11 @@ def test_real_trace_statistics_are_in_range(smollm2) -> None:
     assert (result.entropy >= 0).all() and (result.entropy <= np.log2(trace.n_tokens) + 1e-6).all()
     assert (result.first_token >= 0).all() and (result.first_token <= 1 + 1e-6).all()
     assert result.previous_token.max() > 0.5  # SmolLM2 has previous-token heads
+
+
+def test_cross_attention_gets_only_position_free_statistics() -> None:
+    rectangular = np.full((1, 1, 2, 5), 0.2)  # 2 decoder queries over 5 encoder keys
+    result = stats.head_stats(rectangular, layers=(0,), heads=(0,), self_attention=False)
+    assert result.distance is None and result.previous_token is None
+    assert result.entropy[0, 0] == pytest.approx(np.log2(5))
+    assert set(result.rows()[0]) == {"layer", "head", "entropy", "first_token"}

@@ -1,0 +1,141 @@
+"""The Explore page driven headless with AppTest on real models: what it shows after each interaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.common import cached_induction
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def explore(**params: str) -> AppTest:
+    """The app opened on the Explore page, with URL query parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    return at.switch_page("pages/explore.py").run()
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def titles(at: AppTest) -> list[str]:
+    return [((spec["layout"].get("title") or {}).get("text") or "") for spec in chart_specs(at)]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_default_view_shows_grid_detail_and_url_state() -> None:
+    at = explore()
+    assert_clean(at)
+    assert "30 layers × 9 heads" in at.caption[0].value
+    grid = chart_specs(at)[0]
+    assert [t["type"] for t in grid["data"]] == ["heatmap", "scatter"]
+    assert len(grid["data"][1]["customdata"]) == 270
+    assert "Layer 0, head 0" in titles(at)[1]
+    assert at.query_params["layer"] == "0" and at.query_params["model"] == "smollm2-135m-instruct"
+    at.selectbox(key="layer").set_value(5)
+    at.selectbox(key="head").set_value(3)
+    at.run()
+    assert_clean(at)
+    assert any("Layer 5, head 3" in title for title in titles(at))
+    assert at.query_params["layer"] == "5" and at.query_params["head"] == "3"
+
+
+def test_shared_link_reopens_the_same_view() -> None:
+    at = explore(prompt="A shared link opens this prompt", layer="7", head="2")
+    assert_clean(at)
+    assert at.text_area(key="prompt").value == "A shared link opens this prompt"
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (7, 2)
+    assert any("Layer 7, head 2" in title for title in titles(at))
+
+
+def test_changing_prompt_and_chat_mode_retraces() -> None:
+    at = explore(prompt="one two three")
+    short = at.caption[0].value
+    at.text_area(key="prompt").input("one two three four five six seven eight").run()
+    assert_clean(at)
+    assert at.caption[0].value != short and at.query_params["prompt"] == "one two three four five six seven eight"
+    plain_tokens = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
+    at.radio(key="mode").set_value("Chat message").run()
+    assert_clean(at)
+    chat_tokens = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
+    assert chat_tokens > plain_tokens  # the chat template adds its role markers
+    at.text_area(key="prompt").input("   ").run()
+    assert not at.exception and "empty" in at.warning[0].value
+
+
+def test_aggregates_switch_and_show_last_token_bars() -> None:
+    at = explore(prompt="The cat sat on the mat because the cat was tired")
+    for name, title in [("rollout", "Rollout"), ("value-norm weighted", "Value-norm weighted"), ("model mean", "Model mean")]:
+        at.radio(key="aggregate").set_value(name).run()
+        assert_clean(at)
+        assert any(t.startswith(title) for t in titles(at)), titles(at)
+    assert any(t.startswith("How much the last token") for t in titles(at))
+
+
+def test_statistics_find_the_induction_heads_in_one_click() -> None:
+    at = explore(prompt="Statistics of every head")
+    at.selectbox(key="statistic").set_value("induction").run()
+    table = at.dataframe[0].value
+    assert len(table) == 270 and {"entropy", "distance", "first_token", "previous_token", "induction"} <= set(table)
+    at.button(key="open_best").click().run()
+    assert_clean(at)
+    scores = cached_induction("smollm2-135m-instruct")
+    layer, head = np.unravel_index(scores.argmax(), scores.shape)
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (layer, head)
+    assert scores.max() > 0.5
+    assert len(at.get("download_button")) == 2
+
+
+def test_ablation_compares_predictions() -> None:
+    at = explore(prompt="The capital of France is")
+    baseline = at.dataframe[1].value
+    assert baseline["token"].iloc[0].strip() == "Paris"
+    at.multiselect(key="ablate").set_value([f"L{layer}.H{head}" for layer in range(4) for head in range(9)]).run()
+    assert_clean(at)
+    ablated = at.dataframe[2].value
+    assert not np.allclose(baseline["probability"].to_numpy(), ablated["probability"].to_numpy())
+    assert "Without 36 head(s)" in [h.value for h in at.subheader]
+
+
+def test_encoder_model_has_no_prediction_but_everything_else() -> None:
+    at = explore(model="minilm-l6", prompt="The bank of the river")
+    assert_clean(at)
+    assert "6 layers × 12 heads" in at.caption[0].value
+    assert any("language-model head" in info.value for info in at.info)
+    assert len(at.dataframe[0].value) == 72
+
+
+def test_encoder_decoder_offers_cross_attention(tiny_model_dir) -> None:
+    at = explore(model=str(tiny_model_dir("t5")), prompt="translate me please", target="ok")
+    assert_clean(at)
+    assert at.radio(key="stack").options == ["encoder self-attention", "decoder self-attention", "cross-attention"]
+    at.radio(key="stack").set_value("cross").run()
+    assert_clean(at)
+    assert at.query_params["stack"] == "cross"
+    at.radio(key="aggregate").set_value("rollout").run()
+    assert any("square self-attention" in w.value for w in at.warning)
+
+
+def test_long_prompt_stays_small_in_the_browser() -> None:
+    words = " ".join(f"w{i % 97}" for i in range(356))
+    at = explore(prompt=words)
+    assert_clean(at)
+    n = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
+    assert n >= 1024
+    assert at.slider(key="head_window").value == (n - 256, n)
+    sent = sum(len(chart.proto.spec) for chart in at.get("plotly_chart"))
+    assert sent < 8_000_000, sent  # the full tensor would be 30·9·n² floats, over a gigabyte
