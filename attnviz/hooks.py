@@ -193,24 +193,25 @@ def attnviz_attention(
     value = repeat_kv(value, groups)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    # In-place updates of the one [b, h, q, k] score tensor: the same operations in the
+    # same order as eager (so the same bits), without a fresh n x n allocation per step.
+    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
     if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
+        scores.div_(softcap).tanh_().mul_(softcap)
     if position_bias is not None:
-        scores = scores + position_bias
+        scores.add_(position_bias)
     if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
         q_len, k_len = scores.shape[-2:]
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
     if attention_mask is not None:
         attention_mask = attention_mask[..., : key.shape[-2]]
-        scores = scores + attention_mask
+        scores.add_(attention_mask)
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     if hooks is not None and site is not None:
         heads = hooks.ablate.get(site)
         if heads:
-            weights = weights.clone()
-            weights[:, list(heads)] = 0.0
+            weights[:, list(heads)] = 0.0  # softmax gave a fresh tensor: safe to edit in place
         if hooks.records(site):
             hooks.record(AttentionCall(site, weights, value, attention_mask, module))
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()

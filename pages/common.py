@@ -19,11 +19,6 @@ from attnviz.aggregate import StackView, ValueNorms, aggregate_map, stack_view, 
 from attnviz.grid import HeadGrid, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.stats import HeadStats, head_stats, induction_scores
-from attnviz.ablation import AblationResult, ablate_heads
-from attnviz.aggregate import StackView, ValueNorms, aggregate_map, stack_view, value_norms
-from attnviz.grid import HeadGrid, head_grid
-from attnviz.hooks import Site, Stack
-from attnviz.stats import HeadStats, head_stats, induction_scores
 from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
 from attnviz.masks import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.trace import PromptError, Trace
@@ -156,57 +151,3 @@ def cached_compare_mask(model_name: str, input_ids: tuple[int, ...], allowed: np
 def cached_read_masks(model_name: str, prompts_json: str, target: str | None) -> ModelMasks:
     """Masks the model applied to a batch of prompts (JSON: strings or chat message lists)."""
     return read_masks(_load(model_name), json.loads(prompts_json), target or None)
-
-
-# Explore page: results derived from one cached trace, each cached, so widgets never re-run the model.
-
-
-def _view(model_name: str, text: str | None, messages_json: str | None, target: str | None, stack: Stack) -> StackView:
-    return stack_view(cached_trace(model_name, text, messages_json, target), stack)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_head_grid(model_name: str, text: str | None, messages_json: str | None, target: str | None, stack: Stack) -> HeadGrid:
-    """Thumbnails of every head of one stack (small: the browser never gets the full tensor)."""
-    trace = cached_trace(model_name, text, messages_json, target)
-    view = stack_view(trace, stack)
-    return head_grid(view.attention, view.layers, trace.heads)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_head_stats(model_name: str, text: str | None, messages_json: str | None, target: str | None, stack: Stack) -> HeadStats:
-    """Entropy, distance, first-token and previous-token statistics of every head of one stack."""
-    trace = cached_trace(model_name, text, messages_json, target)
-    view = stack_view(trace, stack)
-    return head_stats(view.attention, view.layers, trace.heads, self_attention=stack != "cross")
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def cached_induction(model_name: str) -> np.ndarray:
-    """Induction score [layers, heads] of the model's main stack, on repeated random tokens."""
-    return induction_scores(_load(model_name))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_value_norms(model_name: str, text: str | None, messages_json: str | None, target: str | None, stack: Stack) -> ValueNorms:
-    """‖f_h(x_k)‖ for every head of one stack (one extra forward pass)."""
-    return value_norms(_load(model_name), cached_trace(model_name, text, messages_json, target), stack)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_aggregate(
-    model_name: str, text: str | None, messages_json: str | None, target: str | None, stack: Stack, name: str, layer: int
-) -> np.ndarray:
-    """The [queries, keys] map of one aggregate (see attnviz.aggregate.AGGREGATES)."""
-    norms = cached_value_norms(model_name, text, messages_json, target, stack) if name == "value-norm weighted" else None
-    return aggregate_map(_view(model_name, text, messages_json, target, stack), name, layer, norms)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_ablation(
-    model_name: str, text: str | None, messages_json: str | None, target: str | None,
-    ablate: tuple[tuple[Stack, int, tuple[int, ...]], ...], k: int,
-) -> AblationResult:  # fmt: skip
-    """Top-k next tokens with and without the ``ablate`` heads, given as (stack, layer, heads)."""
-    sites = {Site(stack, layer): heads for stack, layer, heads in ablate}
-    return ablate_heads(_load(model_name), cached_trace(model_name, text, messages_json, target), sites, k)
