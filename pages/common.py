@@ -107,7 +107,7 @@ def cached_head_stats(model_name: str, text: str | None, messages_json: str | No
     """Entropy, distance, first-token and previous-token statistics of every head of one stack."""
     trace = cached_trace(model_name, text, messages_json, target)
     view = stack_view(trace, stack)
-    return head_stats(view.attention, view.layers, trace.heads)
+    return head_stats(view.attention, view.layers, trace.heads, self_attention=stack != "cross")
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
