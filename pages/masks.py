@@ -236,9 +236,9 @@ def describe(allowed: np.ndarray, query_pad: np.ndarray, key_pad: np.ndarray) ->
     return f"{name} over the {int((~key_pad).sum())} real tokens; the {int(key_pad.sum())} pad key(s) {blocked}"
 
 
-def draw_groups(read: ModelMasks, row: int, key: str) -> None:
-    """One mask figure per group of layers that applied the same mask."""
-    columns = st.columns(min(3, len(read.groups)))
+def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
+    """One mask figure per group of layers that applied the same mask, ``per_row`` side by side."""
+    columns = st.columns(min(per_row, len(read.groups)))
     for index, group in enumerate(read.groups):
         queries, keys = read.axes(group.stack, row)
         pad = read.padding[row]
@@ -282,9 +282,10 @@ def model_masks(loaded: LoadedModel, model_name: str) -> None:
         f"Padded to {len(batch.tokens[0])} tokens on the {loaded.tokenizer.padding_side}; "
         "pad positions are marked ⟨pad⟩ and no real token may attend to them."
     )
-    for row in (0, 1):
-        st.markdown(f"**Batch row {row}**")
-        draw_groups(batch, row, f"batch-{row}")
+    for row, column in enumerate(st.columns(2)):
+        with column:
+            st.markdown(f"**Batch row {row}**")
+            draw_groups(batch, row, f"batch-{row}", per_row=1)
     if loaded.info.has_chat_template:
         st.subheader("Chat template")
         st.caption("The same prompt as a user message through the model's chat template.")
