@@ -185,4 +185,5 @@ def mask_heatmap(
         title=title, colorscale=MASK_COLORS, value_name="allowed",
     )  # fmt: skip
     figure.update_traces(showscale=False, zmin=0.0, zmax=1.0, xgap=1, ygap=1)
+    figure.update_layout(height=460)
     return figure
