@@ -31,7 +31,7 @@ ViewKind = Literal["head", "model"]
 VIEWS: tuple[ViewKind, ...] = ("head", "model")
 
 MAX_BYTES = 5_000_000
-# SVG lines a view may draw at once (head view: one layer; model view: every thumbnail); beyond this browsers stall.
+# SVG lines a view draws at once (head view: one layer; model view: all thumbnails); more stalls browsers.
 MAX_LINES = 250_000
 DEFAULT_DECIMALS = 3
 DEFAULT_WINDOW = {"head": 64, "model": 32}
@@ -176,7 +176,8 @@ def _panels(trace: Trace, selection: Selection) -> list[_Panel]:
     tokens = tuple(visible_text(t) for t in trace.tokens[start:stop])
 
     def pick(weights: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-        return weights[layer_axis][:, head_axis][:, :, rows, cols]
+        # Window first (a view), then copy only the chosen layers and heads: traces can be GBs.
+        return weights[:, :, rows, cols][layer_axis][:, head_axis]
 
     source = slice(start, stop)
     if trace.kind != "encoder-decoder":
@@ -263,7 +264,8 @@ def _page(view: ViewKind, trace: Trace, selection: Selection, panels: list[_Pane
         [
             "<!DOCTYPE html><html><head><meta charset='utf-8'></head>",
             f"<body style='margin:0;{_FONT}'>",
-            f"<div id='attnviz-bertviz' style=\"{_FONT}\">{_controls(view, panels)}<div id='vis'></div></div>",
+            f"<div id='attnviz-bertviz' style=\"{_FONT}\">{_controls(view, panels)}",
+            "<div id='vis'></div></div>",
             f"<script type='application/json' id='attnviz-bertviz-data'>{data}</script>",
             _DECODE_PARAMS,
             _FIT_WIDTH if view == "model" else "",
@@ -293,7 +295,7 @@ def build_view(trace: Trace, view: ViewKind, selection: Selection) -> BertvizVie
 
 
 def default_selection(trace: Trace, view: ViewKind) -> Selection:
-    """A responsive starting point: the last tokens, all heads, all layers (model view: a spread of layers)."""
+    """A responsive start: the last tokens, all heads, all layers (model view: a spread of layers)."""
     layers = trace.layers
     if view == "model" and len(layers) > DEFAULT_MODEL_VIEW_LAYERS:
         picks = np.linspace(0, len(layers) - 1, DEFAULT_MODEL_VIEW_LAYERS).round().astype(int)
@@ -327,8 +329,8 @@ def fit(
             lengths.append(current.target_window[1] - current.target_window[0])
         if max(lengths) == 1:
             raise ViewError(
-                f"Even one token of {len(current.layers)} layers × {len(current.heads)} heads exceeds the bounds: "
-                "choose fewer layers or heads."
+                f"Even one token of {len(current.layers)} layers × {len(current.heads)} heads exceeds "
+                "the bounds: choose fewer layers or heads."
             )
         # Bytes and lines grow with the square of the window: shrink by the square root of the excess.
         excess = max(built.subset.n_bytes / max_bytes, built.subset.n_lines / max_lines)
@@ -343,7 +345,7 @@ def fit(
 
 
 def bertviz_model_view_bytes(trace: Trace) -> int:
-    """Size of bertviz's own ``model_view(..., html_action="return")`` of the whole trace (measured, not shown)."""
+    """Bytes of bertviz's own ``model_view(..., html_action="return")`` of the whole trace (never shown)."""
     from bertviz import model_view  # imports IPython: only when measuring
 
     def layers(weights: np.ndarray) -> list[torch.Tensor]:
@@ -370,9 +372,10 @@ def payload_sizes(trace: Trace, bertviz_max_tokens: int = 64) -> PayloadSizes:
     bertviz's own view is only built up to ``bertviz_max_tokens`` (it grows to hundreds of MB beyond).
     """
     ours = {view: fit(trace, view, default_selection(trace, view)).subset for view in VIEWS}
+    unbounded = bertviz_model_view_bytes(trace) if trace.n_tokens <= bertviz_max_tokens else None
     return PayloadSizes(
         n_tokens=trace.n_tokens,
         head_view=ours["head"],
         model_view=ours["model"],
-        bertviz_model_view_bytes=bertviz_model_view_bytes(trace) if trace.n_tokens <= bertviz_max_tokens else None,
+        bertviz_model_view_bytes=unbounded,
     )

@@ -42,7 +42,7 @@ class VendoredFile:
         return VENDOR_DIR / self.name
 
 
-# Versions bertviz 1.4.1 asks for (d3 5.7.0, require.js 2.3.6); jQuery 2.0.0 is not on npm, 2.2.4 is its 2.x successor.
+# Versions bertviz 1.4.1 asks for (d3 5.7.0, require.js 2.3.6); its jQuery 2.0.0 is not on npm: 2.2.4 is.
 # Order matters: d3 and jQuery run before require.js so they set globals instead of anonymous AMD defines.
 FILES = (
     VendoredFile(
@@ -60,7 +60,10 @@ FILES = (
 )  # fmt: skip
 
 # After require.js loads, name the already-loaded globals so bertviz's requirejs(['jquery', 'd3']) finds them.
-_AMD_NAMES = 'define("d3", [], function () { return window.d3; });\ndefine("jquery", [], function () { return window.jQuery; });'
+_AMD_NAMES = (
+    'define("d3", [], function () { return window.d3; });\n'
+    'define("jquery", [], function () { return window.jQuery; });'
+)
 
 
 def _sha256(data: bytes) -> str:
@@ -118,7 +121,7 @@ def ensure(progress: Progress | None = None) -> list[Path]:
 
 
 def _script(source: str, name: str) -> str:
-    # Inside <script>, "</script" or "<!--" would end or confuse the element; the pinned files contain neither.
+    # In <script>, "</script" or "<!--" would end or confuse the element; the pinned files have neither.
     lowered = source.lower()
     if "</script" in lowered or "<!--" in lowered:
         raise VendorError(f"{name} cannot be inlined in a <script> element")

@@ -12,7 +12,10 @@ from pages.common import get_model, model_picker, run_trace
 DEFAULT_PROMPT = "The cat sat on the mat because it was tired."
 DEFAULT_TARGET = "Le chat"
 MAX_FRAME_HEIGHT = 2400
-VIEW_NAMES = {"head": "Head view (one layer, all chosen heads)", "model": "Model view (grid of layers × heads)"}
+VIEW_NAMES = {
+    "head": "Head view (one layer, all chosen heads)",
+    "model": "Model view (grid of layers × heads)",
+}
 
 st.title("bertviz views")
 st.caption(
@@ -25,11 +28,14 @@ loaded = get_model(name)
 if loaded is None:
     st.stop()
 
-text = st.text_area("Prompt", DEFAULT_PROMPT, help="Text to run through the model; tokens are shown as plain text.")
+text = st.text_area(
+    "Prompt", DEFAULT_PROMPT, help="Text to run through the model; tokens are shown as plain text."
+)
 target = None
 if loaded.kind == "encoder-decoder":
     target = st.text_input(
-        "Decoder text", DEFAULT_TARGET, help="Text the decoder reads; the view shows encoder, decoder and cross attention."
+        "Decoder text", DEFAULT_TARGET,
+        help="Text the decoder reads; the view shows encoder, decoder and cross attention.",
     )
 trace = run_trace(name, text=text, target=target)
 if trace is None:
@@ -62,7 +68,8 @@ target_window = None
 if trace.target_tokens:
     target_window = st.slider(
         "Decoder token window", 0, len(trace.target_tokens), value=default.target_window,
-        key=f"target_window_{view}_{len(trace.target_tokens)}", help="Decoder tokens drawn (decoder and cross attention).",
+        key=f"target_window_{view}_{len(trace.target_tokens)}",
+        help="Decoder tokens drawn (decoder and cross attention).",
     )  # fmt: skip
 if window[0] == window[1] or (target_window is not None and target_window[0] == target_window[1]):
     st.warning("The token window is empty: widen it to at least one token.", icon="✏️")
@@ -83,19 +90,22 @@ subset = built.subset
 shown = subset.selection
 if shown != requested:
     st.warning(
-        f"The token window was shortened to {shown.window[0]}–{shown.window[1]} to keep the view under "
-        f"{bv.MAX_BYTES / 1e6:.0f} MB and {bv.MAX_LINES:,} lines; choose fewer layers or heads to see more tokens.",
+        f"The token window was shortened to tokens {shown.window[0]}–{shown.window[1] - 1} to keep the view under "
+        f"{bv.MAX_BYTES / 1e6:.0f} MB and {bv.MAX_LINES:,} lines; choose fewer layers or heads to see more "
+        "tokens.",
         icon="✂️",
     )
 if not subset.complete:
     st.info(
         f"Showing a subset: {len(shown.layers)} of {len(subset.all_layers)} layers, {len(shown.heads)} of "
-        f"{len(subset.all_heads)} heads, tokens {shown.window[0]}–{shown.window[1] - 1} of {subset.n_tokens}.",
+        f"{len(subset.all_heads)} heads, tokens {shown.window[0]}–{shown.window[1] - 1} "
+        f"of {subset.n_tokens}.",
         icon="🔎",
     )
 st.caption(
-    f"Page size {subset.n_bytes / 1e6:.2f} MB · {subset.n_lines:,} lines · weights rounded to {shown.decimals} "
-    f"decimals · heads in colour order: {', '.join(map(str, shown.heads))}"
+    f"Page size {subset.n_bytes / 1e6:.2f} MB · {subset.n_lines:,} lines · "
+    f"weights rounded to {shown.decimals} decimals · "
+    f"heads in colour order: {', '.join(map(str, shown.heads))}"
 )
 st.download_button(
     "Download this view (HTML)", built.html, file_name=f"attnviz-{view}-view.html", mime="text/html",

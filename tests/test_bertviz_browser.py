@@ -56,7 +56,9 @@ def test_head_and_model_views_draw_offline(page, app_url: str) -> None:  # noqa:
     assert not page.dialogs
 
 
-def test_script_bearing_prompt_is_shown_as_text(page, app_url: str, smollm2: LoadedModel) -> None:  # noqa: ANN001
+def test_script_bearing_prompt_is_shown_as_text(
+    page, app_url: str, smollm2: LoadedModel  # noqa: ANN001 - playwright Page
+) -> None:
     expected = [visible_text(t) for t in trace(smollm2, SCRIPT_PROMPT).tokens]
     frame = open_views(page, app_url)
     drawn_lines(frame)

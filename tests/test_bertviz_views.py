@@ -20,7 +20,7 @@ from attnviz.trace import Trace, trace
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/bertviz_views.py"
 SCRIPT_PROMPTS = ("</script><img src=x onerror=alert(1)>", "<svg onload=alert(1)> & <b>bold</b>")
-DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.DOTALL)
+DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.S)
 PAGE_TAGS = {"html", "head", "meta", "body", "div", "span", "select", "option", "script"}
 
 
@@ -92,7 +92,8 @@ def test_model_view_labels_real_layer_and_head_numbers(smol_trace: Trace) -> Non
     params = payload(built.html)
     assert params["include_layers"] == [0, 29] and params["include_heads"] == [3, 5]
     assert params["total_heads"] == 9 and params["scale"] == 100
-    assert np.asarray(params["attention"][0]["attn"]).shape == (2, 2, smol_trace.n_tokens, smol_trace.n_tokens)
+    n = smol_trace.n_tokens
+    assert np.asarray(params["attention"][0]["attn"]).shape == (2, 2, n, n)
     assert built.subset.n_lines == 2 * 2 * smol_trace.n_tokens**2
 
 
