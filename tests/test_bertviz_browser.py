@@ -74,3 +74,19 @@ def test_script_bearing_prompt_is_shown_as_text(
         assert scope.locator("svg[onload]").count() == 0
     shoot(page, "bertviz_script_prompt")
     assert not page.dialogs
+
+
+def test_encoder_decoder_cross_attention_draws(page, app_url: str, tiny_model_dir) -> None:  # noqa: ANN001
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    page.goto(f"{app_url}/bertviz_views?model={tiny_model_dir('bart')}")
+    wait_idle(page)
+    frame = page.frame_locator(FRAME)
+    drawn_lines(frame)
+    n_source = len(token_texts(frame)) // 2  # the encoder panel is shown first
+    frame.locator("#filter").select_option(label="Cross")
+    left = frame.locator("#vis svg #left text").all_text_contents()
+    right = frame.locator("#vis svg #right text").all_text_contents()
+    assert len(right) == n_source and 0 < len(left) < n_source  # decoder tokens attend to encoder tokens
+    assert frame.locator("#vis svg line").count() == 4 * len(left) * len(right)
+    shoot(page, "bertviz_cross_attention")
+    assert not page.dialogs

@@ -255,3 +255,17 @@ def test_page_says_when_it_shortens_the_window() -> None:
     params = payload(frame_html(at))
     n = len(params["attention"][0]["left_text"])
     assert 0 < n < slider.max and 30 * 9 * n * n <= bv.MAX_LINES
+
+
+def test_vendor_detects_missing_and_altered_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vendor, "VENDOR_DIR", tmp_path)
+    vendor.inline_scripts.cache_clear()
+    try:
+        assert vendor.missing() == list(vendor.FILES)
+        for file in vendor.FILES:
+            (tmp_path / file.name).write_bytes(b"// not the pinned file")
+        assert vendor.missing() == list(vendor.FILES)
+        with pytest.raises(vendor.VendorError, match="python -m attnviz.vendor"):
+            vendor.inline_scripts()
+    finally:
+        vendor.inline_scripts.cache_clear()
