@@ -291,7 +291,9 @@ class ModelMasks:
         return self.tokens[row], self.tokens[row]
 
 
-def read_masks(loaded: LoadedModel, prompts: Sequence[str | Messages], target: str | None = None) -> ModelMasks:
+def read_masks(
+    loaded: LoadedModel, prompts: Sequence[str | Messages], target: str | None = None
+) -> ModelMasks:
     """Run the prompts as one padded batch and return the masks every attention call applied."""
     encoded = [encode(loaded, p) if isinstance(p, str) else encode(loaded, messages=p) for p in prompts]
     tokenizer = loaded.tokenizer
@@ -323,7 +325,10 @@ def read_masks(loaded: LoadedModel, prompts: Sequence[str | Messages], target: s
         tokens = tuple(display_tokens(tokenizer, row.tolist())[0] for row in input_ids)
         target_tokens = display_tokens(tokenizer, target_ids)[0] if target_ids else ()
     return ModelMasks(
-        tokens=tokens, padding=(attention_mask == 0).numpy(), target_tokens=target_tokens, groups=tuple(groups)
+        tokens=tokens,
+        padding=(attention_mask == 0).numpy(),
+        target_tokens=target_tokens,
+        groups=tuple(groups),
     )
 
 
@@ -355,26 +360,30 @@ class Prediction:
 class MaskedRun:
     """One forward pass of a prompt under a mask.
 
-    ``attention`` [layers, heads, n, n] of the main self-attention stack; ``output`` is
-    the final logits [n, vocab] (decoders) or hidden states [n, d] (encoders);
-    ``prediction`` and ``loss`` (mean next-token cross-entropy over the prompt) exist
-    only for models with a language-model head.
+    ``attention`` [layers, heads, n, n] of the main self-attention stack; ``prediction``
+    and ``loss`` (mean next-token cross-entropy over the prompt) exist only for models
+    with a language-model head.
     """
 
     attention: np.ndarray
-    output: np.ndarray
     prediction: Prediction | None
     loss: float | None
 
 
 @dataclass(frozen=True)
 class MaskComparison:
-    """The model's own run next to the run under ``allowed`` ([n, n]) for the prompt ``tokens``."""
+    """The model's own run next to the run under ``allowed`` ([n, n]) for the prompt ``tokens``.
+
+    ``output_change`` is the largest absolute change of the final output (logits of an
+    LM head, else the last hidden states); the outputs themselves are not kept, since
+    [n, vocab] logits would dominate the cache.
+    """
 
     tokens: tuple[str, ...]
     allowed: np.ndarray
     original: MaskedRun
     masked: MaskedRun
+    output_change: float
 
     @property
     def future_attention(self) -> float:
@@ -383,31 +392,30 @@ class MaskComparison:
         total = self.masked.attention[..., later].sum(axis=-1).mean()  # summed over queries
         return float(total / len(self.tokens))
 
-    @property
-    def output_change(self) -> float:
-        """Largest absolute change of the final output (logits or hidden states)."""
-        return float(np.max(np.abs(self.masked.output - self.original.output)))
 
-
-def _run(loaded: LoadedModel, ids: torch.Tensor, allowed: np.ndarray | None, top_k: int) -> MaskedRun:
+def _run(
+    loaded: LoadedModel, ids: torch.Tensor, allowed: np.ndarray | None, top_k: int
+) -> tuple[MaskedRun, torch.Tensor]:
+    """One recorded forward pass under ``allowed`` (None: the model's own mask), plus its final output [n, ...]."""
     mask = None if allowed is None else torch.from_numpy(np.ascontiguousarray(allowed))
     outputs, recording = record(loaded, {"input_ids": ids}, mask=mask)
     main: Stack = "decoder" if loaded.kind == "decoder" else "encoder"
     attention = recording.weights[main][0]
     logits = getattr(outputs, "logits", None)
     if logits is None:
-        return MaskedRun(attention, outputs.last_hidden_state[0].float().numpy(), None, None)
+        return MaskedRun(attention, None, None), outputs.last_hidden_state[0].float()
     logits = logits[0].float()
-    probabilities = torch.softmax(logits[-1], dim=-1)
-    best = torch.topk(probabilities, top_k)
+    best = torch.topk(torch.softmax(logits[-1], dim=-1), top_k)
     with loaded.lock:
         tokens = display_tokens(loaded.tokenizer, best.indices.tolist())[0]
     loss = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:]).item() if ids.shape[1] > 1 else None
     prediction = Prediction(best.indices.numpy(), tokens, best.values.numpy())
-    return MaskedRun(attention, logits.numpy(), prediction, loss)
+    return MaskedRun(attention, prediction, loss), logits
 
 
-def compare_mask(loaded: LoadedModel, input_ids: Sequence[int], allowed: np.ndarray, top_k: int = 5) -> MaskComparison:
+def compare_mask(
+    loaded: LoadedModel, input_ids: Sequence[int], allowed: np.ndarray, top_k: int = 5
+) -> MaskComparison:
     """Run a prompt with the model's own mask and with ``allowed`` [n, n]; return both runs.
 
     Only self-attention of decoder-only and encoder-only models is masked; the
@@ -424,6 +432,9 @@ def compare_mask(loaded: LoadedModel, input_ids: Sequence[int], allowed: np.ndar
     ids = torch.tensor([list(input_ids)], dtype=torch.long)
     with loaded.lock:
         tokens = display_tokens(loaded.tokenizer, list(input_ids))[0]
+    original, original_output = _run(loaded, ids, None, top_k)
+    masked, masked_output = _run(loaded, ids, allowed, top_k)
+    change = float((masked_output - original_output).abs().max())
     return MaskComparison(
-        tokens=tokens, allowed=allowed, original=_run(loaded, ids, None, top_k), masked=_run(loaded, ids, allowed, top_k)
+        tokens=tokens, allowed=allowed, original=original, masked=masked, output_change=change
     )

@@ -141,7 +141,7 @@ def cached_ablation(
     return ablate_heads(_load(model_name), cached_trace(model_name, text, messages_json, target), sites, k)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=8)  # two runs' attention: ~35 MB at 128 tokens
 def cached_compare_mask(model_name: str, input_ids: tuple[int, ...], allowed: np.ndarray) -> MaskComparison:
     """The prompt's run with the model's own mask next to the run under ``allowed``, once per mask."""
     return compare_mask(_load(model_name), input_ids, allowed)

@@ -26,7 +26,11 @@ MASK_TYPES = (
     "Custom rule", "Custom cells",
 )  # fmt: skip
 VIEWS = ("Build and apply a mask", "Masks the model uses")
-STACK_NAMES = {"encoder": "encoder self-attention", "decoder": "decoder self-attention", "cross": "cross-attention"}
+STACK_NAMES = {
+    "encoder": "encoder self-attention",
+    "decoder": "decoder self-attention",
+    "cross": "cross-attention",
+}
 
 
 def layer_text(layers: tuple[int, ...]) -> str:
@@ -48,7 +52,11 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
         return masks.bidirectional(n)
     if kind == "Sliding window":
         window = st.slider(
-            "Window w", 1, top, min(4, n), help="Each token sees itself and the w − 1 tokens before it (Mistral, Gemma 2)."
+            "Window w",
+            1,
+            top,
+            min(4, n),
+            help="Each token sees itself and the w − 1 tokens before it (Mistral, Gemma 2).",
         )
         return masks.sliding_window(n, window)
     if kind == "Strided (sparse)":
@@ -60,7 +68,11 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
         return masks.strided(n, stride)
     if kind == "Prefix-LM":
         prefix = st.slider(
-            "Prefix length", 0, n, n // 2, help="The first tokens see each other both ways; the rest stay causal."
+            "Prefix length",
+            0,
+            n,
+            n // 2,
+            help="The first tokens see each other both ways; the rest stay causal.",
         )
         return masks.prefix_lm(n, prefix)
     if kind == "Block-diagonal":
@@ -69,14 +81,19 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
             help="Tokens attend only inside their own segment, e.g. one segment per sentence or passage.",
         )  # fmt: skip
         inside = st.radio(
-            "Inside a segment", ("causal", "bidirectional"), horizontal=True, help="The pattern within each block."
+            "Inside a segment",
+            ("causal", "bidirectional"),
+            horizontal=True,
+            help="The pattern within each block.",
         )
         if not separator:
             st.warning("Type a separator (for example '.') to split the prompt into segments.", icon="✏️")
             return None
         segments = masks.segments_after(tokens, separator)
         st.caption(f"{int(segments.max()) + 1 if n else 0} segment(s)")
-        return masks.block_diagonal(segments, within=masks.causal if inside == "causal" else masks.bidirectional)
+        return masks.block_diagonal(
+            segments, within=masks.causal if inside == "causal" else masks.bidirectional
+        )
     if kind == "Custom rule":
         rule = st.text_input(
             "Rule", "k <= q and q - k < 3", max_chars=masks.MAX_RULE_CHARS,
@@ -104,7 +121,11 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
 def show_cost(stats: MaskStats) -> None:
     """Density and the number of scores computed against dense n²."""
     kept, full, density, future = st.columns(4)
-    kept.metric("Scores computed", f"{stats.kept:,}", help="Query–key pairs the mask keeps: the work sparse attention does.")
+    kept.metric(
+        "Scores computed",
+        f"{stats.kept:,}",
+        help="Query–key pairs the mask keeps: the work sparse attention does.",
+    )
     full.metric("Dense attention (n²)", f"{stats.full:,}", help=f"n = {stats.n} tokens.")
     density.metric("Density", f"{stats.density:.1%}", help="Share of the n² entries kept.")
     future.metric("Entries on later tokens", f"{stats.future:,}", help="Pairs with key after query (k > q).")
@@ -122,11 +143,15 @@ def prediction_table(result: MaskComparison, which: str) -> None:
     if run.prediction is None:
         return
     st.dataframe(
-        pd.DataFrame({"next token": list(run.prediction.tokens), "probability": run.prediction.probabilities}),
+        pd.DataFrame(
+            {"next token": list(run.prediction.tokens), "probability": run.prediction.probabilities}
+        ),
         hide_index=True,
         width="stretch",
         column_config={
-            "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0.0, max_value=1.0)
+            "probability": st.column_config.ProgressColumn(
+                "probability", format="%.3f", min_value=0.0, max_value=1.0
+            )
         },
         key=f"top-{which}",
     )
@@ -146,17 +171,27 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
     layer = layer_col.selectbox("Layer", range(loaded.n_layers), help="Which layer's attention to draw.")
     head = head_col.selectbox("Head", range(loaded.n_heads), help="Which query head's attention to draw.")
     original, masked = st.columns(2)
-    for column, run, name in ((original, result.original, "model's own mask"), (masked, result.masked, "your mask")):
+    for column, run, name in (
+        (original, result.original, "model's own mask"),
+        (masked, result.masked, "your mask"),
+    ):
         column.plotly_chart(
             attention_heatmap(
-                run.attention[layer, head], result.tokens, result.tokens, title=f"Layer {layer}, head {head}: {name}"
+                run.attention[layer, head],
+                result.tokens,
+                result.tokens,
+                title=f"Layer {layer}, head {head}: {name}",
             ),
             key=f"attention-{name}",
         )
     st.subheader("What the model outputs")
     if result.original.loss is not None and result.masked.loss is not None:
         own, yours, change = st.columns(3)
-        own.metric("Loss on the prompt, own mask", f"{result.original.loss:.3f}", help="Mean next-token cross-entropy.")
+        own.metric(
+            "Loss on the prompt, own mask",
+            f"{result.original.loss:.3f}",
+            help="Mean next-token cross-entropy.",
+        )
         yours.metric(
             "Loss on the prompt, your mask",
             f"{result.masked.loss:.3f}",
@@ -187,7 +222,9 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
             icon="ℹ️",
         )
         return
-    text = st.text_area("Prompt", DEFAULT_PROMPT, height=80, help="The mask is built over this prompt's tokens.")
+    text = st.text_area(
+        "Prompt", DEFAULT_PROMPT, height=80, help="The mask is built over this prompt's tokens."
+    )
     try:
         ids, tokens = masks.prompt_tokens(loaded, text)
     except PromptError as error:
@@ -196,7 +233,10 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
     controls, picture = st.columns([1, 2])
     with controls:
         kind = st.selectbox(
-            "Mask", MASK_TYPES, index=1, help="The pattern of allowed query → key pairs to apply in every layer."
+            "Mask",
+            MASK_TYPES,
+            index=1,
+            help="The pattern of allowed query → key pairs to apply in every layer.",
         )
         allowed = build_mask(kind, ids, tokens)
     if allowed is None:
@@ -233,7 +273,9 @@ def describe(allowed: np.ndarray, query_pad: np.ndarray, key_pad: np.ndarray) ->
     if not key_pad.any():
         return name
     blocked = "blocked for every query" if not allowed[:, key_pad].any() else "NOT blocked"
-    return f"{name} over the {int((~key_pad).sum())} real tokens; the {int(key_pad.sum())} pad key(s) {blocked}"
+    return (
+        f"{name} over the {int((~key_pad).sum())} real tokens; the {int(key_pad.sum())} pad key(s) {blocked}"
+    )
 
 
 def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
@@ -242,7 +284,9 @@ def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
     for index, group in enumerate(read.groups):
         queries, keys = read.axes(group.stack, row)
         pad = read.padding[row]
-        on_target = bool(read.target_tokens)  # encoder-decoders: decoder queries are target tokens, never padded
+        on_target = bool(
+            read.target_tokens
+        )  # encoder-decoders: decoder queries are target tokens, never padded
         query_pad = np.zeros(len(queries), dtype=bool) if on_target and group.stack != "encoder" else pad
         key_pad = np.zeros(len(keys), dtype=bool) if on_target and group.stack == "decoder" else pad
         query_labels, key_labels = labelled(queries, query_pad), labelled(keys, key_pad)
@@ -267,7 +311,9 @@ def model_masks(loaded: LoadedModel, model_name: str) -> None:
     )
     target = None
     if loaded.kind == "encoder-decoder":
-        target = st.text_input("Decoder text", DEFAULT_TARGET, help="The decoder side's tokens (queries of cross-attention).")
+        target = st.text_input(
+            "Decoder text", DEFAULT_TARGET, help="The decoder side's tokens (queries of cross-attention)."
+        )
     try:
         with st.spinner("Running the model…"):
             single = cached_read_masks(model_name, json.dumps([text]), target)
@@ -299,12 +345,15 @@ def sliding_window_reference(n: int, tokens: tuple[str, ...]) -> None:
     st.subheader("Sliding window, as transformers builds it")
     family_col, window_col = st.columns(2)
     family = family_col.selectbox(
-        "Config", ("mistral", "gemma2"), help="Only a configuration is created; no model weights are involved."
+        "Config",
+        ("mistral", "gemma2"),
+        help="Only a configuration is created; no model weights are involved.",
     )
     window = window_col.slider("sliding_window", 1, max(n, 2), min(4, n), help="The config's sliding_window.")
     reference = masks.transformers_sliding_window(n, window, family)
     st.plotly_chart(
-        mask_heatmap(reference, tokens, tokens, title=f"{family}, sliding_window={window}"), key="sliding-reference"
+        mask_heatmap(reference, tokens, tokens, title=f"{family}, sliding_window={window}"),
+        key="sliding-reference",
     )
     same = np.array_equal(reference, masks.sliding_window(n, window))
     st.caption(

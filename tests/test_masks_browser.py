@@ -23,7 +23,9 @@ def test_masks_page_applies_a_strided_mask_and_shows_real_masks(page, app_url: s
     assert page.get_by_text("Strided (sparse) mask").first.is_visible()
     assert page.locator(".js-plotly-plot").count() >= 3  # the mask, original and masked attention
     assert not page.get_by_text("sees the future").count()
-    assert page.get_by_text("Masks", exact=True).first.is_visible()  # app.py's navigation, not the folder listing
+    assert page.get_by_text(
+        "Masks", exact=True
+    ).first.is_visible()  # app.py's navigation, not the folder listing
     assert not page.get_by_text("common", exact=True).count()
     screenshot(page, "masks_build")
     page.get_by_text("Masks the model uses").click()

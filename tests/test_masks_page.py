@@ -57,7 +57,9 @@ def test_app_registers_masks_page_after_home() -> None:
         ("Custom rule", lambda n: masks.from_rule(n, "k <= q and q - k < 3")),
     ],
 )
-def test_each_mask_type_is_applied_with_model_numbers(smollm2: LoadedModel, n_tokens: int, kind, expected) -> None:
+def test_each_mask_type_is_applied_with_model_numbers(
+    smollm2: LoadedModel, n_tokens: int, kind, expected
+) -> None:
     at = choose_mask(open_page(), kind)
     assert not at.exception
     allowed = expected(n_tokens)
