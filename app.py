@@ -9,6 +9,7 @@ PAGES = [
     st.Page("pages/masks.py", title="Masks", icon="🎭"),
     st.Page("pages/explore.py", title="Explore", icon="🔭"),
     st.Page("pages/bertviz_views.py", title="bertviz views", icon="🧩"),
+    st.Page("pages/sources.py", title="Sources", icon="📚"),
 ]
 
 st.navigation(PAGES).run()

@@ -14,6 +14,7 @@ import streamlit as st
 import torch
 
 import attnviz
+from attnviz.attribution import Attribution, attribute
 from attnviz.ablation import AblationResult, ablate_heads
 from attnviz.aggregate import StackView, ValueNorms, aggregate_map, stack_view, value_norms
 from attnviz.grid import HeadGrid, head_grid
@@ -151,3 +152,26 @@ def cached_compare_mask(model_name: str, input_ids: tuple[int, ...], allowed: np
 def cached_read_masks(model_name: str, prompts_json: str, target: str | None) -> ModelMasks:
     """Masks the model applied to a batch of prompts (JSON: strings or chat message lists)."""
     return read_masks(_load(model_name), json.loads(prompts_json), target or None)
+
+
+# Sources page: one attribution per (model, question, passages, methods, length).
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_attribution(
+    model_name: str, question: str, passages: tuple[str, ...], methods: tuple[str, ...], max_new_tokens: int
+) -> Attribution:
+    """Answer and attribution of a question over passages (calibrates the model's heads on first use)."""
+    return attribute(_load(model_name), question, list(passages), method=methods, max_new_tokens=max_new_tokens)
+
+
+def run_attribution(
+    model_name: str, question: str, passages: list[str], methods: tuple[str, ...], max_new_tokens: int
+) -> Attribution | None:
+    """Attribution with a spinner; bad input becomes a warning instead of a traceback."""
+    try:
+        with st.spinner("Answering and attributing (the first run of a model also finds its retrieval heads)…"):
+            return cached_attribution(model_name, question, tuple(passages), methods, max_new_tokens)
+    except PromptError as error:
+        st.warning(str(error), icon="✏️")
+        return None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -162,3 +165,27 @@ def test_smollm2_end_to_end_finds_the_answer_passage(smollm2) -> None:
     data = attribution.export_json(result)
     assert data["answer"] == result.answer and len(data["scores"]["attention"]) == 3
     assert len(attribution.export_rows(result)) == len(result.answer_tokens) * 3
+
+
+def test_cli_attribute_writes_answer_and_scores_per_case(tmp_path, tiny_model_dir) -> None:
+    cases = tmp_path / "in.jsonl"
+    rows = [
+        {"question": "Where is Paris?", "passages": PASSAGES, "id": "a"},
+        {"question": "What sleeps?", "passages": PASSAGES[:2]},
+    ]
+    cases.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "ATTNVIZ_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "attnviz", "attribute", "--cases", str(cases), "--out", str(out)]
+    model = ["--model", str(tiny_model_dir("llama"))]
+    result = subprocess.run(command + model, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["question"] for w in written] == [r["question"] for r in rows] and written[0]["id"] == "a"
+    for line, row in zip(written, rows, strict=True):
+        assert isinstance(line["answer"], str)
+        assert set(line["scores"]) == {"attention", "ablation"}
+        assert all(len(s) == len(row["passages"]) for s in line["scores"].values())
+    cases.write_text('{"question": "no passages"}\n')
+    bad = subprocess.run(command + model, capture_output=True, text=True, timeout=600, env=env)
+    assert bad.returncode == 2 and "line 1" in bad.stderr
