@@ -175,7 +175,7 @@ def test_payload_sizes_against_bertviz(smollm2: LoadedModel) -> None:
     everything = bv.Selection(short.layers, short.heads, (0, short.n_tokens))
     ours = bv.build_view(short, "model", everything).subset.n_bytes
     assert ours < sizes.bertviz_model_view_bytes  # same content, inlined JS included
-    long = trace(smollm2, "word " * 300)
+    long = trace(smollm2, "word " * 80)
     long_sizes = bv.payload_sizes(long)
     assert long_sizes.bertviz_model_view_bytes is None
     assert long_sizes.head_view.n_bytes <= bv.MAX_BYTES and long_sizes.model_view.n_bytes <= bv.MAX_BYTES
