@@ -22,7 +22,7 @@ from transformers.masking_utils import create_sliding_window_causal_mask
 from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.loading import LoadedModel
 from attnviz.tokens import display_tokens
-from attnviz.trace import Messages, PromptError, _pad, _target_ids, encode, forward, record
+from attnviz.trace import Messages, PromptError, batch_inputs, encode, forward, record
 
 MAX_MASK_TOKENS = 128
 MAX_RULE_CHARS = 200
@@ -295,25 +295,17 @@ def read_masks(
     loaded: LoadedModel, prompts: Sequence[str | Messages], target: str | None = None
 ) -> ModelMasks:
     """Run the prompts as one padded batch and return the masks every attention call applied."""
-    encoded = [encode(loaded, p) if isinstance(p, str) else encode(loaded, messages=p) for p in prompts]
-    tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids, attention_mask = _pad(encoded, pad_id, left=tokenizer.padding_side == "left")
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    target_ids: list[int] = []
-    if loaded.kind == "encoder-decoder":
-        target_ids = _target_ids(loaded, target)
-        inputs["decoder_input_ids"] = torch.tensor([target_ids] * len(prompts), dtype=torch.long)
+    batch = batch_inputs(loaded, prompts, target=target)
     seen: dict[tuple[Stack, int], np.ndarray] = {}
 
     def keep(call: AttentionCall) -> None:
-        batch, _, queries, keys = call.weights.shape
+        rows, _, queries, keys = call.weights.shape
         if call.mask is None:
-            seen[(call.site.stack, call.site.layer)] = np.ones((batch, queries, keys), dtype=bool)
+            seen[(call.site.stack, call.site.layer)] = np.ones((rows, queries, keys), dtype=bool)
         else:
-            seen[(call.site.stack, call.site.layer)] = _allowed(call.mask.expand(batch, 1, queries, keys))
+            seen[(call.site.stack, call.site.layer)] = _allowed(call.mask.expand(rows, 1, queries, keys))
 
-    forward(loaded, inputs, Hooks(record=keep))
+    forward(loaded, batch.inputs, Hooks(record=keep))
     groups: list[MaskGroup] = []
     for (stack, layer), allowed in sorted(seen.items(), key=lambda item: (item[0][0], item[0][1])):
         same = next((g for g in groups if g.stack == stack and np.array_equal(g.allowed, allowed)), None)
@@ -322,11 +314,11 @@ def read_masks(
         else:
             groups[groups.index(same)] = MaskGroup(stack, (*same.layers, layer), same.allowed)
     with loaded.lock:
-        tokens = tuple(display_tokens(tokenizer, row.tolist())[0] for row in input_ids)
-        target_tokens = display_tokens(tokenizer, target_ids)[0] if target_ids else ()
+        tokens = tuple(display_tokens(loaded.tokenizer, row.tolist())[0] for row in batch.inputs["input_ids"])
+        target_tokens = display_tokens(loaded.tokenizer, batch.target_ids)[0] if batch.target_ids else ()
     return ModelMasks(
         tokens=tokens,
-        padding=(attention_mask == 0).numpy(),
+        padding=(batch.inputs["attention_mask"] == 0).numpy(),
         target_tokens=target_tokens,
         groups=tuple(groups),
     )

@@ -181,17 +181,28 @@ def _target_ids(loaded: LoadedModel, target: str | None) -> list[int]:
     return [int(start)] + [int(i) for i in ids]
 
 
-def trace_batch(
+@dataclass(frozen=True)
+class Batch:
+    """Prompts padded into one batch, ready for the model.
+
+    ``inputs`` holds input_ids and attention_mask [batch, width] (plus decoder_input_ids
+    for encoder-decoders); ``encoded`` is each prompt's unpadded ids; ``target_ids`` the
+    decoder's ids (empty unless encoder-decoder).
+    """
+
+    inputs: dict[str, torch.Tensor]
+    encoded: list[list[int]]
+    target_ids: list[int]
+
+
+def batch_inputs(
     loaded: LoadedModel,
     prompts: Sequence[str | Messages],
     *,
     target: str | None = None,
-    layers: Iterable[int] | None = None,
-    heads: Iterable[int] | None = None,
-    float16: bool = False,
     max_tokens: int = DEFAULT_MAX_TOKENS,
-) -> list[Trace]:
-    """Trace several prompts in one padded batch; each Trace is cropped to its own tokens."""
+) -> Batch:
+    """Tokenise prompts (text or chat messages) and pad them on the tokenizer's side into one batch."""
     if not prompts:
         raise PromptError("No prompt given.")
     tokenizer = _require_tokenizer(loaded)
@@ -205,6 +216,24 @@ def trace_batch(
     if loaded.kind == "encoder-decoder":
         target_ids = _target_ids(loaded, target)
         inputs["decoder_input_ids"] = torch.tensor([target_ids] * len(prompts), dtype=torch.long)
+    return Batch(inputs, encoded, target_ids)
+
+
+def trace_batch(
+    loaded: LoadedModel,
+    prompts: Sequence[str | Messages],
+    *,
+    target: str | None = None,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+    float16: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> list[Trace]:
+    """Trace several prompts in one padded batch; each Trace is cropped to its own tokens."""
+    batch = batch_inputs(loaded, prompts, target=target, max_tokens=max_tokens)
+    tokenizer = _require_tokenizer(loaded)
+    inputs, encoded, target_ids = batch.inputs, batch.encoded, batch.target_ids
+    attention_mask = inputs["attention_mask"]
     _, recording = record(
         loaded,
         inputs,
