@@ -115,6 +115,15 @@ def test_future_entries_are_counted() -> None:
     assert masks.mask_stats(masks.prefix_lm(9, 4)).future == 6
 
 
+def test_pattern_names() -> None:
+    assert masks.pattern_name(masks.causal(6)) == "causal"
+    assert masks.pattern_name(masks.bidirectional(6)) == "bidirectional (everything allowed)"
+    assert masks.pattern_name(masks.sliding_window(9, 3)) == "sliding window of 3"
+    assert masks.pattern_name(masks.strided(9, 2)) == "custom"
+    assert masks.pattern_name(np.ones((2, 5), dtype=bool)) == "bidirectional (everything allowed)"
+    assert masks.pattern_name(np.eye(2, 5, dtype=bool)) == "custom"
+
+
 # --- custom rules ---------------------------------------------------------------------------
 
 
