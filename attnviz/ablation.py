@@ -40,7 +40,9 @@ class AblationResult:
     intervened: Prediction
 
 
-def next_token(loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None, k: int = 10) -> Prediction:
+def next_token(
+    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None, k: int = 10
+) -> Prediction:
     """Top-``k`` next-token probabilities after the traced prompt, with ``ablate`` heads zeroed."""
     outputs, _ = record(loaded, trace_inputs(loaded, trace), layers=(), ablate=ablate)
     logits = getattr(outputs, "logits", None)
@@ -56,8 +58,12 @@ def next_token(loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, 
     return Prediction(ids=ids, tokens=tokens, probs=top.values.numpy())
 
 
-def ablate_heads(loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]], k: int = 10) -> AblationResult:
+def ablate_heads(
+    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]], k: int = 10
+) -> AblationResult:
     """Predictions side by side: intact model vs ``ablate`` heads switched off."""
     return AblationResult(
-        ablated=ablate, baseline=next_token(loaded, trace, None, k), intervened=next_token(loaded, trace, ablate, k)
+        ablated=ablate,
+        baseline=next_token(loaded, trace, None, k),
+        intervened=next_token(loaded, trace, ablate, k),
     )

@@ -119,7 +119,9 @@ def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -
         if call.site.stack != stack or problems:
             return
         try:
-            found[call.site] = head_output_norms(call.value[0].float(), output_projection(loaded.model, call.module))
+            found[call.site] = head_output_norms(
+                call.value[0].float(), output_projection(loaded.model, call.module)
+            )
         except UnsupportedModelError as error:
             problems.append(error)
 
@@ -184,7 +186,9 @@ AGGREGATES = {
 }
 
 
-def aggregate_map(view: StackView, name: str, layer_index: int, norms: ValueNorms | None = None) -> np.ndarray:
+def aggregate_map(
+    view: StackView, name: str, layer_index: int, norms: ValueNorms | None = None
+) -> np.ndarray:
     """The [queries, keys] map of aggregate ``name`` (a key of AGGREGATES) for one stack."""
     if name == "layer mean":
         return layer_mean(view.attention, layer_index)
@@ -192,7 +196,9 @@ def aggregate_map(view: StackView, name: str, layer_index: int, norms: ValueNorm
         return model_mean(view.attention)
     if name == "rollout":
         if view.stack == "cross":
-            raise UnsupportedModelError("Rollout multiplies square self-attention maps; pick a self-attention stack.")
+            raise UnsupportedModelError(
+                "Rollout multiplies square self-attention maps; pick a self-attention stack."
+            )
         return rollout(view.attention)
     if name == "value-norm weighted":
         if norms is None:

@@ -146,7 +146,7 @@ def head_grid_figure(grid: HeadGrid, *, selected: tuple[int, int] | None = None,
         )
     rows, cols = grid.mosaic.shape
     figure.update_layout(
-        height=max(240, int(90 + 1150 * rows / max(cols, 1))),
+        height=max(240, int(80 + 1050 * rows / max(cols, 1))),
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
         clickmode="event+select",
         dragmode=False,

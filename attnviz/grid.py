@@ -17,7 +17,8 @@ THUMBNAIL = 24
 class HeadGrid:
     """A mosaic [heads·(size+gap), layers·(size+gap)]: layer ``i`` is column block i, head ``j`` row block j.
 
-    Each thumbnail is scaled to its own maximum (so quiet heads stay visible); gaps are NaN.
+    Each thumbnail is scaled to its own maximum and square-rooted, so faint structure next to
+    a dominant first-token column stays visible; gaps are NaN.
     """
 
     mosaic: np.ndarray
@@ -47,7 +48,11 @@ def thumbnail(matrix: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
 
 
 def head_grid(
-    attention: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...], size: int = THUMBNAIL, gap: int = 2
+    attention: np.ndarray,
+    layers: tuple[int, ...],
+    heads: tuple[int, ...],
+    size: int = THUMBNAIL,
+    gap: int = 2,
 ) -> HeadGrid:
     """Thumbnails of every head of [layers, heads, q, k] tiled into one mosaic."""
     n_layers, n_heads = attention.shape[:2]
@@ -56,5 +61,5 @@ def head_grid(
     for li in range(n_layers):
         thumbs = thumbnail(attention[li], size)
         for hi in range(n_heads):
-            mosaic[hi * step : hi * step + size, li * step : li * step + size] = thumbs[hi]
+            mosaic[hi * step : hi * step + size, li * step : li * step + size] = np.sqrt(thumbs[hi])
     return HeadGrid(mosaic=mosaic, size=size, gap=gap, layers=tuple(layers), heads=tuple(heads))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -28,7 +29,12 @@ DEFAULT_PROMPT = (
     "thank you very much. Mr and Mrs Dursley"
 )
 WINDOW = 256  # tokens of the detail heatmap shown at full resolution
-STACK_LABELS = {"decoder": "decoder self-attention", "encoder": "encoder self-attention", "cross": "cross-attention"}
+STACK_LABELS = {
+    "decoder": "decoder self-attention",
+    "encoder": "encoder self-attention",
+    "cross": "cross-attention",
+}
+SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
 
 
@@ -47,12 +53,16 @@ def int_from_url(key: str, options: list[int]) -> None:
 
 
 def prediction_table(prediction: Prediction) -> pd.DataFrame:
+    """Top-k tokens as a table (dataframes show text literally: no HTML escaping needed)."""
     return pd.DataFrame(
-        {"token": [figures.safe_label(t) for t in prediction.tokens], "probability": prediction.probs.astype(float)}
+        {
+            "token": [figures.visible_text(t) for t in prediction.tokens],
+            "probability": prediction.probs.astype(float),
+        }
     )
 
 
-st.title("🔭 Explore attention")
+st.title("Explore attention")
 model_name = model_picker()
 loaded = get_model(model_name)
 if loaded is None:
@@ -61,7 +71,9 @@ if loaded is None:
 modes = ["Text", "Chat message"] if loaded.info.has_chat_template else ["Text"]
 if from_url("mode", "Text") not in modes:
     st.session_state["mode"] = "Text"
-mode = st.sidebar.radio("Prompt as", modes, key="mode", help="A chat message is wrapped in the model's chat template.")
+mode = st.sidebar.radio(
+    "Prompt as", modes, key="mode", help="A chat message is wrapped in the model's chat template."
+)
 from_url("prompt", DEFAULT_PROMPT)
 prompt = st.sidebar.text_area(
     "Chat message" if mode == "Chat message" else "Prompt", key="prompt", height=160,
@@ -71,7 +83,9 @@ target = None
 if loaded.kind == "encoder-decoder":
     from_url("target", "")
     target = st.sidebar.text_input(
-        "Decoder text", key="target", help="What the decoder has produced so far (cross-attention reads the prompt)."
+        "Decoder text",
+        key="target",
+        help="What the decoder has produced so far (cross-attention reads the prompt).",
     )
 st.query_params.update({"mode": mode, "prompt": prompt, **({"target": target} if target is not None else {})})
 
@@ -87,12 +101,12 @@ if from_url("stack", stacks[0]) not in stacks:
     st.session_state["stack"] = stacks[0]
 stack = st.sidebar.radio(
     "Attention", stacks, key="stack", format_func=STACK_LABELS.get, disabled=len(stacks) == 1,
-    help="Encoder-decoders have three kinds of attention: encoder self, decoder self, and decoder→encoder cross.",
+    help="Encoder-decoders have three kinds: encoder self, decoder self, and decoder→encoder cross-attention.",
 )  # fmt: skip
 
-with st.spinner("Drawing every head…"):
-    grid = cached_head_grid(*prompt_key, stack)
-layer_options, head_options = list(grid.layers), list(grid.heads)
+view = stack_view(trace, stack)
+last = len(view.query_tokens) - 1
+layer_options, head_options = list(view.layers), list(trace.heads)
 
 # A click on the grid selects a (layer, head) point: apply it before the selectboxes are drawn.
 clicked = st.session_state.get("grid")
@@ -105,27 +119,39 @@ int_from_url("layer", layer_options)
 int_from_url("head", head_options)
 left, right = st.sidebar.columns(2)
 layer = left.selectbox("Layer", layer_options, key="layer", help="Layer of the head shown in detail.")
-head = right.selectbox("Head", head_options, key="head", help="Head shown in detail (or click one in the grid).")
+head = right.selectbox(
+    "Head", head_options, key="head", help="Head shown in detail (or click one in the grid)."
+)
 st.query_params.update({"stack": stack, "layer": str(layer), "head": str(head)})
 layer_index, head_index = layer_options.index(layer), head_options.index(head)
 
-n = trace.n_tokens if stack != "cross" else len(trace.target_tokens)
 st.caption(
     f"**{model_name}** · {trace.n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
     f"· {STACK_LABELS[stack]}"
 )
-heads_tab, aggregates_tab, stats_tab, ablation_tab = st.tabs(["Heads", "Aggregates", "Head statistics", "Ablation"])
-
-view = stack_view(trace, stack)
-last = len(view.query_tokens) - 1
+# Sections rather than tabs: Streamlit runs every tab's code, and only the shown section should compute.
+from_url("view", SECTIONS[0])
+if st.session_state["view"] not in SECTIONS:
+    st.session_state["view"] = SECTIONS[0]
+section = (
+    st.segmented_control(
+        "View", SECTIONS, key="view", help="Each view computes its results once per prompt (cached)."
+    )
+    or SECTIONS[0]
+)
+st.query_params["view"] = section
 
 
 def heatmap_controls(prefix: str) -> tuple[str, bool, bool]:
-    """Colour scale, log scale and sink hiding for the heatmaps of one tab."""
+    """Colour scale, log scale and sink hiding for the heatmaps of one view."""
     columns = st.columns(3)
-    colorscale = columns[0].selectbox("Colour scale", COLORSCALES, key=f"{prefix}_colors", help="Heatmap colours.")
+    colorscale = columns[0].selectbox(
+        "Colour scale", COLORSCALES, key=f"{prefix}_colors", help="Heatmap colours."
+    )
     log_scale = columns[1].toggle(
-        "Log scale", key=f"{prefix}_log", help="Colour by log10 of the weight, so small weights become visible."
+        "Log scale",
+        key=f"{prefix}_log",
+        help="Colour by log10 of the weight, so small weights become visible.",
     )
     hide_sink = columns[2].toggle(
         "Hide first token", key=f"{prefix}_sink",
@@ -134,7 +160,7 @@ def heatmap_controls(prefix: str) -> tuple[str, bool, bool]:
     return colorscale, log_scale, hide_sink
 
 
-def draw_map(matrix, title: str, prefix: str, value_name: str = "weight") -> None:  # noqa: ANN001 - [q, k] array
+def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "weight") -> None:
     """A [queries, keys] map with a query window beyond WINDOW tokens, then the last query's row as bars."""
     colorscale, log_scale, hide_sink = heatmap_controls(prefix)
     rows = matrix.shape[0]
@@ -157,29 +183,34 @@ def draw_map(matrix, title: str, prefix: str, value_name: str = "weight") -> Non
     st.plotly_chart(
         figures.token_bar(
             matrix[last, first_key:], keys, value_name=value_name,
-            title=f"How much the last token ({figures.safe_label(view.query_tokens[last])}) reads from each token",
+            title=f"How much the last token ({figures.safe_label(view.query_tokens[last])}) reads from each",
         ),
         key=f"{prefix}_bar",
     )  # fmt: skip
 
 
-with heads_tab:
+if section == "Heads":
+    with st.spinner("Drawing every head…"):
+        grid = cached_head_grid(*prompt_key, stack)
     st.plotly_chart(
         figures.head_grid_figure(grid, selected=(layer, head)), key="grid", on_select="rerun",
         selection_mode="points", config={"displayModeBar": False},
     )  # fmt: skip
     st.caption(
-        f"Each thumbnail is one head, block-averaged to {grid.size}×{grid.size} and scaled to its own maximum "
-        "(query down, key across). Click a head, or pick one in the sidebar, to open it below."
+        f"Each thumbnail is one head (query down, key across), block-averaged to {grid.size}×{grid.size} and "
+        "coloured by √(weight ÷ the head's maximum). Click a head, or pick one in the sidebar, to open it below."
     )
     draw_map(view.attention[layer_index, head_index], f"Layer {layer}, head {head}", "head")
 
-with aggregates_tab:
+elif section == "Aggregates":
     name = st.radio(
         "Aggregate", list(AGGREGATES), horizontal=True, key="aggregate",
         help="\n".join(f"- **{key}**: {about}" for key, about in AGGREGATES.items()),
     )  # fmt: skip
-    st.caption(AGGREGATES[name] + (f" Layer {layer} (sidebar)." if name in ("layer mean", "value-norm weighted") else ""))
+    st.caption(
+        AGGREGATES[name]
+        + (f" Layer {layer} (sidebar)." if name in ("layer mean", "value-norm weighted") else "")
+    )
     try:
         with st.spinner(f"Computing the {name}…"):
             matrix = cached_aggregate(*prompt_key, stack, name, layer_index)
@@ -189,10 +220,10 @@ with aggregates_tab:
         value_name = "α·‖f(x)‖" if name == "value-norm weighted" else "weight"
         draw_map(matrix, f"{name.capitalize()} ({STACK_LABELS[stack]})", "aggregate", value_name)
 
-with stats_tab:
+elif section == "Head statistics":
     with st.spinner("Measuring every head…"):
         head_stats = cached_head_stats(*prompt_key, stack)
-        if stack in ("decoder", "encoder") and not (stack == "decoder" and trace.kind == "encoder-decoder"):
+        if stack == stacks[0]:  # induction is measured on the model's main self-attention stack
             head_stats = replace(head_stats, induction=cached_induction(model_name))
     table = pd.DataFrame(head_stats.rows())
     statistic = st.selectbox(
@@ -204,13 +235,14 @@ with stats_tab:
 
     def open_best() -> None:
         st.session_state["layer"], st.session_state["head"] = int(best["layer"]), int(best["head"])
+        st.session_state["view"] = "Heads"
 
     st.button(
         f"Open the head with the highest {statistic.replace('_', ' ')}: layer {int(best['layer'])}, "
         f"head {int(best['head'])} ({best[statistic]:.3f})",
-        on_click=open_best, key="open_best", help="Show this head in the Heads tab and select it in the sidebar.",
+        on_click=open_best, key="open_best", help="Select this head and show it in the Heads view.",
     )  # fmt: skip
-    chart, data = st.columns([3, 2])
+    chart, data = st.columns(2)
     chart.plotly_chart(
         figures.layer_head_heatmap(
             getattr(head_stats, statistic), head_stats.layers, head_stats.heads,
@@ -218,7 +250,10 @@ with stats_tab:
         ),
         key="stat_map",
     )  # fmt: skip
-    data.dataframe(table, hide_index=True, height=520, key="stat_table")
+    data.dataframe(
+        table, hide_index=True, height=520, key="stat_table",
+        column_config={s: st.column_config.NumberColumn(s.replace("_", " "), format="%.3f") for s in STATISTICS},
+    )  # fmt: skip
     if "induction" in table:
         data.caption("Induction is measured on 50 random tokens repeated twice, not on your prompt.")
     downloads = data.columns(2)
@@ -231,11 +266,11 @@ with stats_tab:
         mime="application/json", help="Every head's statistics as JSON records.",
     )  # fmt: skip
 
-with ablation_tab:
+else:
     names = [f"L{la}.H{he}" for la in layer_options for he in head_options]
     chosen = st.multiselect(
         "Heads to switch off", names, default=[f"L{layer}.H{head}"], key="ablate",
-        help=f"Zero these heads' attention ({STACK_LABELS[stack]}) and compare the next-token prediction.",
+        help=f"Zero these heads' weights ({STACK_LABELS[stack]}) and compare the next-token prediction.",
     )  # fmt: skip
     k = st.slider("Top-k tokens", 3, 20, 10, key="top_k", help="How many most likely next tokens to list.")
     by_layer: dict[int, list[int]] = {}

@@ -28,7 +28,9 @@ def test_baseline_is_the_plain_model(smollm2) -> None:
 def test_ablating_heads_changes_the_prediction(smollm2) -> None:
     trace = attnviz.trace(smollm2, PROMPT)
     one = ablate_heads(smollm2, trace, {Site("decoder", 3): (0,)}, k=5)
-    every = ablate_heads(smollm2, trace, {Site("decoder", layer): tuple(range(9)) for layer in range(30)}, k=5)
+    every = ablate_heads(
+        smollm2, trace, {Site("decoder", layer): tuple(range(9)) for layer in range(30)}, k=5
+    )
     assert one.baseline.tokens == every.baseline.tokens
     assert not np.allclose(one.intervened.probs, one.baseline.probs)
     assert every.intervened.tokens[0] != every.baseline.tokens[0]

@@ -39,7 +39,9 @@ def test_head_output_norms_slice_the_projection_per_head() -> None:
     projection = nn.Linear(4, 3, bias=False)
     with torch.no_grad():
         projection.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 3.0]]))
-    value = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])  # [2 heads, 2 keys, head_dim 2]
+    value = torch.tensor(
+        [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
+    )  # [2 heads, 2 keys, head_dim 2]
     norms = aggregate.head_output_norms(value, projection)
     # head 0 uses input columns 0-1 (outputs 1 and 2), head 1 uses 2-3 (output 3 only on column 3).
     np.testing.assert_allclose(norms.numpy(), [[1.0, 2.0], [0.0, 3.0]])
@@ -47,7 +49,9 @@ def test_head_output_norms_slice_the_projection_per_head() -> None:
 
 def test_norm_weighted_scales_columns() -> None:
     attention = np.array([[[0.5, 0.5], [0.25, 0.75]]])
-    np.testing.assert_allclose(aggregate.norm_weighted(attention, np.array([[2.0, 4.0]])), [[[1.0, 2.0], [0.5, 3.0]]])
+    np.testing.assert_allclose(
+        aggregate.norm_weighted(attention, np.array([[2.0, 4.0]])), [[[1.0, 2.0], [0.5, 3.0]]]
+    )
 
 
 def test_smollm2_value_norms_match_head_outputs(smollm2) -> None:
@@ -95,8 +99,12 @@ def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     norms = aggregate.value_norms(loaded, trace, "cross")
     weighted = aggregate.aggregate_map(cross, "value-norm weighted", 1, norms)
     np.testing.assert_allclose(weighted, (cross.attention[1] * norms.norms[1][:, None, :]).mean(0), rtol=1e-6)
-    np.testing.assert_allclose(aggregate.aggregate_map(cross, "layer mean", 0, None), cross.attention[0].mean(0))
+    np.testing.assert_allclose(
+        aggregate.aggregate_map(cross, "layer mean", 0, None), cross.attention[0].mean(0)
+    )
     with pytest.raises(UnsupportedModelError, match="square"):
         aggregate.aggregate_map(cross, "rollout", 0, None)
     encoder = aggregate.stack_view(trace, "encoder")
-    np.testing.assert_allclose(aggregate.aggregate_map(encoder, "rollout", 0), aggregate.rollout(trace.attention))
+    np.testing.assert_allclose(
+        aggregate.aggregate_map(encoder, "rollout", 0), aggregate.rollout(trace.attention)
+    )

@@ -32,6 +32,11 @@ def titles(at: AppTest) -> list[str]:
     return [((spec["layout"].get("title") or {}).get("text") or "") for spec in chart_specs(at)]
 
 
+def show(at: AppTest, section: str) -> AppTest:
+    """Switch the page's view (Heads, Aggregates, Head statistics, Ablation)."""
+    return at.segmented_control(key="view").set_value(section).run()
+
+
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -67,7 +72,10 @@ def test_changing_prompt_and_chat_mode_retraces() -> None:
     short = at.caption[0].value
     at.text_area(key="prompt").input("one two three four five six seven eight").run()
     assert_clean(at)
-    assert at.caption[0].value != short and at.query_params["prompt"] == "one two three four five six seven eight"
+    assert (
+        at.caption[0].value != short
+        and at.query_params["prompt"] == "one two three four five six seven eight"
+    )
     plain_tokens = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
     at.radio(key="mode").set_value("Chat message").run()
     assert_clean(at)
@@ -78,8 +86,13 @@ def test_changing_prompt_and_chat_mode_retraces() -> None:
 
 
 def test_aggregates_switch_and_show_last_token_bars() -> None:
-    at = explore(prompt="The cat sat on the mat because the cat was tired")
-    for name, title in [("rollout", "Rollout"), ("value-norm weighted", "Value-norm weighted"), ("model mean", "Model mean")]:
+    at = show(explore(prompt="The cat sat on the mat because the cat was tired"), "Aggregates")
+    assert at.query_params["view"] == "Aggregates"
+    for name, title in [
+        ("rollout", "Rollout"),
+        ("value-norm weighted", "Value-norm weighted"),
+        ("model mean", "Model mean"),
+    ]:
         at.radio(key="aggregate").set_value(name).run()
         assert_clean(at)
         assert any(t.startswith(title) for t in titles(at)), titles(at)
@@ -87,26 +100,32 @@ def test_aggregates_switch_and_show_last_token_bars() -> None:
 
 
 def test_statistics_find_the_induction_heads_in_one_click() -> None:
-    at = explore(prompt="Statistics of every head")
+    at = explore(prompt="Statistics of every head", view="Head statistics")
     at.selectbox(key="statistic").set_value("induction").run()
+    assert len(at.get("download_button")) == 2
     table = at.dataframe[0].value
-    assert len(table) == 270 and {"entropy", "distance", "first_token", "previous_token", "induction"} <= set(table)
+    assert len(table) == 270 and {"entropy", "distance", "first_token", "previous_token", "induction"} <= set(
+        table
+    )
     at.button(key="open_best").click().run()
     assert_clean(at)
     scores = cached_induction("smollm2-135m-instruct")
     layer, head = np.unravel_index(scores.argmax(), scores.shape)
     assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (layer, head)
     assert scores.max() > 0.5
-    assert len(at.get("download_button")) == 2
+    assert at.segmented_control(key="view").value == "Heads"  # the chosen head opens in detail
+    assert any(f"Layer {layer}, head {head}" in title for title in titles(at))
 
 
 def test_ablation_compares_predictions() -> None:
-    at = explore(prompt="The capital of France is")
-    baseline = at.dataframe[1].value
+    at = explore(prompt="The capital of France is", view="Ablation")
+    baseline = at.dataframe[0].value
     assert baseline["token"].iloc[0].strip() == "Paris"
-    at.multiselect(key="ablate").set_value([f"L{layer}.H{head}" for layer in range(4) for head in range(9)]).run()
+    at.multiselect(key="ablate").set_value(
+        [f"L{layer}.H{head}" for layer in range(4) for head in range(9)]
+    ).run()
     assert_clean(at)
-    ablated = at.dataframe[2].value
+    ablated = at.dataframe[1].value
     assert not np.allclose(baseline["probability"].to_numpy(), ablated["probability"].to_numpy())
     assert "Without 36 head(s)" in [h.value for h in at.subheader]
 
@@ -115,18 +134,22 @@ def test_encoder_model_has_no_prediction_but_everything_else() -> None:
     at = explore(model="minilm-l6", prompt="The bank of the river")
     assert_clean(at)
     assert "6 layers × 12 heads" in at.caption[0].value
-    assert any("language-model head" in info.value for info in at.info)
-    assert len(at.dataframe[0].value) == 72
+    assert len(show(at, "Head statistics").dataframe[0].value) == 72
+    assert any("language-model head" in info.value for info in show(at, "Ablation").info)
 
 
 def test_encoder_decoder_offers_cross_attention(tiny_model_dir) -> None:
     at = explore(model=str(tiny_model_dir("t5")), prompt="translate me please", target="ok")
     assert_clean(at)
-    assert at.radio(key="stack").options == ["encoder self-attention", "decoder self-attention", "cross-attention"]
+    assert at.radio(key="stack").options == [
+        "encoder self-attention",
+        "decoder self-attention",
+        "cross-attention",
+    ]
     at.radio(key="stack").set_value("cross").run()
     assert_clean(at)
     assert at.query_params["stack"] == "cross"
-    at.radio(key="aggregate").set_value("rollout").run()
+    show(at, "Aggregates").radio(key="aggregate").set_value("rollout").run()
     assert any("square self-attention" in w.value for w in at.warning)
 
 
@@ -139,3 +162,12 @@ def test_long_prompt_stays_small_in_the_browser() -> None:
     assert at.slider(key="head_window").value == (n - 256, n)
     sent = sum(len(chart.proto.spec) for chart in at.get("plotly_chart"))
     assert sent < 8_000_000, sent  # the full tensor would be 30·9·n² floats, over a gigabyte
+
+
+def test_user_text_reaches_plotly_escaped() -> None:
+    at = explore(prompt="<img src=x onerror=alert(1)> hi")
+    assert_clean(at)
+    detail = chart_specs(at)[1]
+    labels = " ".join(detail["layout"]["xaxis"]["ticktext"])
+    assert "&lt;" in labels and "<img" not in labels
+    assert "<img" not in json.dumps(chart_specs(at))

@@ -32,14 +32,18 @@ def test_entropy_of_uniform_and_focused_heads() -> None:
 def test_mean_distance_and_first_token_mass() -> None:
     # Query i spreads over 0..i: mean distance i/2, mass on key 0 is 1/(i+1).
     assert stats.mean_distance(causal_uniform())[0, 0] == pytest.approx(np.mean([i / 2 for i in range(N)]))
-    assert stats.first_token_mass(causal_uniform())[0, 0] == pytest.approx(np.mean([1 / (i + 1) for i in range(N)]))
+    assert stats.first_token_mass(causal_uniform())[0, 0] == pytest.approx(
+        np.mean([1 / (i + 1) for i in range(N)])
+    )
     assert stats.mean_distance(previous_token())[0, 0] == pytest.approx((N - 1) / N)
 
 
 def test_previous_token_score() -> None:
     assert stats.previous_token_score(previous_token())[0, 0] == pytest.approx(1.0)
     assert stats.previous_token_score(np.eye(N)[None, None])[0, 0] == pytest.approx(0.0)
-    assert stats.previous_token_score(causal_uniform())[0, 0] == pytest.approx(np.mean([1 / (i + 1) for i in range(1, N)]))
+    assert stats.previous_token_score(causal_uniform())[0, 0] == pytest.approx(
+        np.mean([1 / (i + 1) for i in range(1, N)])
+    )
 
 
 def test_induction_score_of_a_perfect_induction_head() -> None:

@@ -1,0 +1,52 @@
+"""Real browser (Debian Chromium): the Explore page draws the head grid, and a click opens a head."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.browser import screenshot, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PROMPT = (
+    "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal. "
+    "Mr and Mrs Dursley"
+)
+
+# Pixel position of a (layer, head) point of the grid's scatter trace, from plotly's own axes.
+POINT_JS = """([layer, head]) => {
+  const plot = document.querySelectorAll('.js-plotly-plot')[0];
+  const trace = plot.data[1];
+  const i = trace.customdata.findIndex(c => c[0] === layer && c[1] === head);
+  const layout = plot._fullLayout, box = plot.getBoundingClientRect();
+  return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
+          box.top + layout._size.t + layout.yaxis.l2p(trace.y[i])];
+}"""
+
+
+def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
+    # Open the root first: on a fresh server a deep link into `pages/` runs Streamlit's folder navigation.
+    page.goto(app_url)
+    wait_idle(page)
+    page.goto(f"{app_url}/explore?{urlencode({'prompt': PROMPT, 'layer': '3', 'head': '1'})}")
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    assert page.get_by_text("Layer 3, head 1").first.is_visible()
+    page.set_viewport_size({"width": 1400, "height": 2300})  # Streamlit scrolls inside; show the whole page
+    screenshot(page, "explore_heads")
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    x, y = page.evaluate(POINT_JS, [12, 4])
+    page.mouse.click(x, y)
+    wait_idle(page)
+    page.get_by_text("Layer 12, head 4").first.wait_for(timeout=60_000)
+    assert "layer=12" in page.url and "head=4" in page.url
+    page.get_by_role("tab", name="Head statistics").click()
+    page.get_by_label("Statistic", exact=True).click()
+    page.get_by_role("option", name="induction", exact=True).click()
+    wait_idle(page)
+    assert page.get_by_role("button", name="Open the head with the highest induction").is_visible()
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    screenshot(page, "explore_statistics")
+    assert not page.dialogs and not page.blocked_requests
