@@ -68,12 +68,21 @@ def model_picker(key: str = "model", default: str = DEFAULT_MODEL) -> str:
     return choice
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=3, ttl=3600)
 def cached_trace(model_name: str, text: str | None, messages_json: str | None, target: str | None) -> Trace:
-    """Trace once per (model, prompt); messages are passed as JSON so the cache can hash them."""
+    """Trace once per (model, prompt); messages are passed as JSON so the cache can hash them.
+
+    A resource cache, not a data cache: a 1,024-token SmolLM2 trace is 1.1 GB, which
+    ``st.cache_data`` would pickle and copy on every rerun. The arrays are made
+    read-only so the one shared Trace cannot be changed by a page.
+    """
     loaded = _load(model_name)
     messages = json.loads(messages_json) if messages_json else None
-    return attnviz.trace(loaded, text, messages=messages, target=target or None)
+    result = attnviz.trace(loaded, text, messages=messages, target=target or None)
+    for array in (result.attention, result.decoder_attention, result.cross_attention):
+        if array is not None:
+            array.flags.writeable = False
+    return result
 
 
 def run_trace(
