@@ -42,7 +42,8 @@ def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
     wait_idle(page)
     page.get_by_text("Layer 12, head 4").first.wait_for(timeout=60_000)
     assert "layer=12" in page.url and "head=4" in page.url
-    page.get_by_role("tab", name="Head statistics").click()
+    page.get_by_text("Head statistics", exact=True).click()
+    wait_idle(page)
     page.get_by_label("Statistic", exact=True).click()
     page.get_by_role("option", name="induction", exact=True).click()
     wait_idle(page)
@@ -50,3 +51,18 @@ def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1500})
     screenshot(page, "explore_statistics")
     assert not page.dialogs and not page.blocked_requests
+
+
+def test_a_1024_token_prompt_draws_the_grid_and_a_window(page, app_url: str) -> None:
+    words = " ".join(f"w{i % 97}" for i in range(356))  # 1,028 SmolLM2 tokens
+    page.goto(app_url)
+    wait_idle(page)
+    page.goto(f"{app_url}/explore?{urlencode({'prompt': words, 'layer': '18', 'head': '6'})}")
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    assert page.get_by_text("1028 tokens").first.is_visible()
+    assert page.get_by_text("Query window").first.is_visible()
+    assert page.get_by_text("block-averaged").first.is_visible()  # the wide view is downsampled
+    page.set_viewport_size({"width": 1400, "height": 2300})
+    screenshot(page, "explore_long_prompt")
+    assert not page.dialogs
