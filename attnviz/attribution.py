@@ -18,6 +18,7 @@ runs, so no layers x heads x n x n tensor is ever kept.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 import re
@@ -144,22 +145,26 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
     return answer[:end].astype(np.int64)
 
 
-def _sequence(prompt_ids: np.ndarray, answer_ids: np.ndarray) -> dict[str, torch.Tensor]:
+def _sequence(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> dict[str, object]:
+    """Model inputs for prompt + answer, asking only for the logits that predict answer tokens when possible."""
     ids = torch.as_tensor(np.concatenate([prompt_ids, answer_ids]))[None]
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs: dict[str, object] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
+        inputs["logits_to_keep"] = len(answer_ids) + 1  # [n, vocab] logits would be 400 MB at 2,000 tokens
+    return inputs
 
 
-def _answer_logprobs(logits: torch.Tensor, prompt_len: int, answer_ids: np.ndarray) -> np.ndarray:
-    """Log-probability [answer_tokens] of each answer token given everything before it."""
-    predicting = logits[0, prompt_len - 1 : prompt_len - 1 + len(answer_ids)].float()
+def _answer_logprobs(logits: torch.Tensor, answer_ids: np.ndarray) -> np.ndarray:
+    """Log-probability [answer_tokens] of each answer token given everything before it (logits end at the answer)."""
+    predicting = logits[0, -(len(answer_ids) + 1) : -1].float()
     logprobs = torch.log_softmax(predicting, dim=-1)
     return logprobs[torch.arange(len(answer_ids)), torch.as_tensor(answer_ids)].numpy()
 
 
 def answer_logprobs(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
     """Log-probability of each answer token after ``prompt_ids`` (teacher forcing, one fast pass)."""
-    outputs = forward(loaded, _sequence(prompt_ids, answer_ids))
-    return _answer_logprobs(outputs.logits, len(prompt_ids), answer_ids)
+    outputs = forward(loaded, _sequence(loaded, prompt_ids, answer_ids))
+    return _answer_logprobs(outputs.logits, answer_ids)
 
 
 def passage_attention(
@@ -186,14 +191,14 @@ def passage_attention(
         value_mass[layer] = (weighted @ membership) / weighted.sum(-1, keepdim=True).clamp_min(1e-12)
         sink[layer] = weights[:, :, 0]
 
-    outputs = forward(loaded, _sequence(prompt.ids, answer_ids), Hooks(record=reduce))
+    outputs = forward(loaded, _sequence(loaded, prompt.ids, answer_ids), Hooks(record=reduce))
     layers = sorted(mass)
     attention = PassageAttention(
         mass=torch.stack([mass[layer] for layer in layers]).numpy(),
         value_mass=torch.stack([value_mass[layer] for layer in layers]).numpy(),
         sink=torch.stack([sink[layer] for layer in layers]).numpy(),
     )
-    return attention, _answer_logprobs(outputs.logits, n_prompt, answer_ids)
+    return attention, _answer_logprobs(outputs.logits, answer_ids)
 
 
 def passage_shares(mass: np.ndarray) -> np.ndarray:

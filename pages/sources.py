@@ -19,12 +19,12 @@ from pages.common import get_model, model_picker, run_attribution
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl"
 BUILTIN_DEMO = {
-    "question": "What is the name of the lighthouse keeper on Farrow Island?",
+    "question": "What does the bakery on Elm Lane sell on Sundays?",
     "passages": [
-        "Farrow Island has a single lighthouse, kept since 1990 by a man named Tomas Reyes.",
-        "Rice is the staple food for more than half of the world's population.",
-        "The orchestra rehearses every Tuesday evening in the old town hall.",
-        "Most smartphones today use lithium-ion batteries.",
+        "Whales communicate using a wide range of sounds.",
+        "On Sundays the bakery on Elm Lane sells only cinnamon rolls.",
+        "The highway was closed for repairs during the whole of March.",
+        "Chess clocks were first used in tournaments in the 1880s.",
     ],
 }
 METHOD_LABELS = {
@@ -35,11 +35,14 @@ METHOD_LABELS = {
 AGGREGATIONS = ("Calibrated retrieval heads", "All heads", "Chosen layers", "Chosen heads")
 
 
+DEMO_LINE = 1  # rag_demo's second case: SmolLM2 answers it in a full sentence (the first it does not answer)
+
+
 def demo_case() -> dict[str, object]:
-    """The first rag_demo case when the shared data is next to the repo, else a built-in one."""
+    """A rag_demo case when the shared data is next to the repo, else a built-in one."""
     if DEMO_FILE.exists():
-        first = DEMO_FILE.read_text(encoding="utf-8").splitlines()[0]
-        case = json.loads(first)
+        lines = [line for line in DEMO_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+        case = json.loads(lines[min(DEMO_LINE, len(lines) - 1)])
         return {"question": case["question"], "passages": list(case["passages"])}
     return BUILTIN_DEMO
 
@@ -65,7 +68,7 @@ def passage_list_input(demo: list[str]) -> list[str]:
             st.rerun()
     for position, key in enumerate(st.session_state.sources_keys):
         st.session_state.sources_list[position] = st.session_state.get(f"sources_passage_{key}", "")
-    if st.button("➕ Add passage", help="Append an empty passage to the list"):
+    if st.button("+ Add passage", help="Append an empty passage to the list"):
         st.session_state.sources_list.append("")
         st.session_state.sources_keys.append(st.session_state.sources_next)
         st.session_state.sources_next += 1
@@ -280,12 +283,12 @@ if "ablation" in matrices and "attention" in matrices:
     cols[0].metric("Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over passages.")
     cols[1].metric("Top-1 match", "yes" if agree.top1_match else "no", help="Same top passage in both methods?")
     cols[2].metric(
-        f"Drop removing top attention passage [{faith.top_passage + 1}]",
+        f"Drop without top passage [{faith.top_passage + 1}]",
         f"{faith.top_drop:.2f} nats",
-        help="Fall of the answer's total log-probability when that passage is removed.",
+        help="Fall of the answer's total log-probability when the top attention-attributed passage is removed.",
     )
     cols[3].metric(
-        f"Drop removing random passage [{faith.random_passage + 1}]",
+        f"Drop without random passage [{faith.random_passage + 1}]",
         f"{faith.random_drop:.2f} nats",
         help=f"A seeded random other passage; mean over all others: {faith.mean_other_drop:.2f} nats.",
     )

@@ -77,7 +77,7 @@ def test_list_mode_add_and_remove(smollm2) -> None:
     n = len([t for t in at.text_area if t.label.startswith("Passage ")])
     at.button(key="sources_remove_0").click().run()
     assert len([t for t in at.text_area if t.label.startswith("Passage ")]) == n - 1
-    add = next(b for b in at.button if b.label.startswith("➕"))
+    add = next(b for b in at.button if b.label == "+ Add passage")
     add.click().run()
     assert len([t for t in at.text_area if t.label.startswith("Passage ")]) == n
     assert not at.exception
