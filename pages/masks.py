@@ -139,6 +139,7 @@ def mask_csv(allowed: np.ndarray) -> str:
 
 
 def prediction_table(result: MaskComparison, which: str) -> None:
+    """Top next tokens and their probabilities for the ``original`` or ``masked`` run."""
     run = result.original if which == "original" else result.masked
     if run.prediction is None:
         return
@@ -198,7 +199,11 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
             delta=f"{result.masked.loss - result.original.loss:+.3f}",
             delta_color="inverse",
         )
-        change.metric("Largest logit change", f"{result.output_change:.3f}")
+        change.metric(
+            "Largest logit change",
+            f"{result.output_change:.3f}",
+            help="Largest absolute difference between the two runs' logits, over every position and token.",
+        )
         original_col, masked_col = st.columns(2)
         with original_col:
             st.markdown("**Next token, model's own mask**")
@@ -215,6 +220,7 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
 
 
 def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
+    """The builder view: prompt, mask controls, the mask, its cost, and the model with and without it."""
     if loaded.kind == "encoder-decoder":
         st.info(
             "Applying a mask works on decoder-only and encoder-only models. "
@@ -299,6 +305,7 @@ def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
 
 
 def model_masks(loaded: LoadedModel, model_name: str) -> None:
+    """The reading view: masks the loaded model applied to a prompt, a padded batch and a chat prompt."""
     st.caption(
         "Read from the run itself: the additive mask transformers handed to each attention call "
         "(0 = allowed, dtype minimum = blocked), grouped by layers that used the same mask."
