@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import attnviz
 from attnviz.ablation import NoPredictionError, ablate_heads, next_token
 from attnviz.hooks import Site
+from attnviz.trace import trace as trace_prompt
 
 PROMPT = "The capital of France is"
 
 
 def test_baseline_is_the_plain_model(smollm2) -> None:
-    trace = attnviz.trace(smollm2, PROMPT)
+    trace = trace_prompt(smollm2, PROMPT)
     prediction = next_token(smollm2, trace, k=5)
     with torch.inference_mode():
         logits = smollm2.model(torch.tensor([trace.input_ids.tolist()])).logits[0, -1]
@@ -26,7 +26,7 @@ def test_baseline_is_the_plain_model(smollm2) -> None:
 
 
 def test_ablating_heads_changes_the_prediction(smollm2) -> None:
-    trace = attnviz.trace(smollm2, PROMPT)
+    trace = trace_prompt(smollm2, PROMPT)
     one = ablate_heads(smollm2, trace, {Site("decoder", 3): (0,)}, k=5)
     every = ablate_heads(
         smollm2, trace, {Site("decoder", layer): tuple(range(9)) for layer in range(30)}, k=5
@@ -38,12 +38,12 @@ def test_ablating_heads_changes_the_prediction(smollm2) -> None:
 
 def test_encoder_without_lm_head_says_so(minilm) -> None:
     with pytest.raises(NoPredictionError, match="language-model head"):
-        next_token(minilm, attnviz.trace(minilm, "hello"))
+        next_token(minilm, trace_prompt(minilm, "hello"))
 
 
 def test_encoder_decoder_predicts_after_the_target(tiny) -> None:
     loaded = tiny("t5")
-    trace = attnviz.trace(loaded, "translate this", target="ok")
+    trace = trace_prompt(loaded, "translate this", target="ok")
     result = ablate_heads(loaded, trace, {Site("cross", 1): (0, 1, 2, 3)}, k=3)
     assert len(result.baseline.tokens) == 3
     assert not np.allclose(result.baseline.probs, result.intervened.probs)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-import attnviz
 from attnviz import aggregate
 from attnviz.aggregate import UnsupportedModelError
+from attnviz.trace import trace as trace_prompt
 
 
 def test_layer_and_model_means() -> None:
@@ -56,7 +56,7 @@ def test_norm_weighted_scales_columns() -> None:
 
 def test_smollm2_value_norms_match_head_outputs(smollm2) -> None:
     """Query 0 of a decoder reads only key 0, so each head's share of o_proj is exactly f_h(x_0)."""
-    trace = attnviz.trace(smollm2, "Attention is not only a weight")
+    trace = trace_prompt(smollm2, "Attention is not only a weight")
     result = aggregate.value_norms(smollm2, trace)
     assert result.norms.shape == (30, 9, trace.n_tokens)
     layer = 7
@@ -79,19 +79,19 @@ def test_smollm2_value_norms_match_head_outputs(smollm2) -> None:
 def test_bert_output_projection_is_found_next_to_self_attention(minilm) -> None:
     attention = minilm.model.encoder.layer[2].attention
     assert aggregate.output_projection(minilm.model, attention.self) is attention.output.dense
-    result = aggregate.value_norms(minilm, attnviz.trace(minilm, "a small test"))
+    result = aggregate.value_norms(minilm, trace_prompt(minilm, "a small test"))
     assert result.norms.shape[:2] == (6, 12) and (result.norms > 0).all()
 
 
 def test_unsupported_projection_has_a_clear_message(tiny) -> None:
     loaded = tiny("gpt2")  # GPT-2's c_proj is a Conv1D, not a Linear
     with pytest.raises(UnsupportedModelError, match="output projection"):
-        aggregate.value_norms(loaded, attnviz.trace(loaded, "hello there"))
+        aggregate.value_norms(loaded, trace_prompt(loaded, "hello there"))
 
 
 def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     loaded = tiny("bart")
-    trace = attnviz.trace(loaded, "a source sentence", target="a target")
+    trace = trace_prompt(loaded, "a source sentence", target="a target")
     assert aggregate.stacks_of(trace) == ("encoder", "decoder", "cross")
     cross = aggregate.stack_view(trace, "cross")
     assert cross.attention.shape[-2:] == (len(trace.target_tokens), trace.n_tokens)

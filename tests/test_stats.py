@@ -84,9 +84,9 @@ def test_smollm2_has_induction_heads(smollm2) -> None:
 
 
 def test_real_trace_statistics_are_in_range(smollm2) -> None:
-    import attnviz
+    from attnviz.trace import trace as trace_prompt
 
-    trace = attnviz.trace(smollm2, "One two three four five six seven eight nine ten")
+    trace = trace_prompt(smollm2, "One two three four five six seven eight nine ten")
     result = stats.head_stats(trace.attention, trace.layers, trace.heads)
     assert result.entropy.shape == (30, 9)
     assert (result.entropy >= 0).all() and (result.entropy <= np.log2(trace.n_tokens) + 1e-6).all()
