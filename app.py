@@ -2,14 +2,21 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="attnviz", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="attnviz", page_icon=":material/visibility:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/masks.py", title="Masks", icon="🎭"),
-    st.Page("pages/explore.py", title="Explore", icon="🔭"),
-    st.Page("pages/bertviz_views.py", title="bertviz views", icon="🧩"),
-    st.Page("pages/sources.py", title="Sources", icon="📚"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:"),
+    st.Page("pages/masks.py", title="Masks", icon=":material/visibility_off:"),
+    st.Page("pages/sources.py", title="Sources", icon=":material/menu_book:"),
+    st.Page("pages/bertviz_views.py", title="bertviz views", icon=":material/account_tree:"),
 ]
 
-st.navigation(PAGES).run()
+# Our own sidebar links: Streamlit's automatic menu would also list the legacy pages/
+# folder (helpers like pages/common.py) when a page URL is opened directly.
+current = st.navigation(PAGES, position="hidden")
+with st.sidebar:
+    for page in PAGES:
+        st.page_link(page)
+    st.divider()
+current.run()

@@ -2,23 +2,37 @@
 
 The public surface is one verb per job: ``load_model``, ``trace``, ``attribute``.
 Importing attnviz puts the Hugging Face hub in offline mode unless the user opts in
-with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.offline`).
+with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.offline`). The public names are imported
+lazily, so light entry points (``python -m attnviz.vendor``) do not load torch.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from attnviz import offline as _offline
 
 _offline.configure()
 
-from attnviz.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model  # noqa: E402
-from attnviz.trace import Trace, trace, trace_batch  # noqa: E402
+_PUBLIC = {
+    "LoadedModel": "attnviz.loading",
+    "ModelInfo": "attnviz.loading",
+    "ModelLoadError": "attnviz.loading",
+    "builtin_models": "attnviz.loading",
+    "load_model": "attnviz.loading",
+    "Trace": "attnviz.trace",
+    "trace": "attnviz.trace",
+    "trace_batch": "attnviz.trace",
+    "attribute": "attnviz.attribution",
+}
+__all__ = sorted(_PUBLIC)
 
-__all__ = [
-    "LoadedModel",
-    "ModelInfo",
-    "ModelLoadError",
-    "Trace",
-    "builtin_models",
-    "load_model",
-    "trace",
-    "trace_batch",
-]
+if TYPE_CHECKING:
+    from attnviz.attribution import attribute
+    from attnviz.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model
+    from attnviz.trace import Trace, trace, trace_batch
+
+
+def __getattr__(name: str) -> object:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'attnviz' has no attribute {name!r}")
+    return getattr(import_module(_PUBLIC[name]), name)

@@ -26,6 +26,23 @@ from attnviz.trace import PromptError, Trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+
+def _leave_legacy_pages_mode() -> None:
+    """Use app.py's navigation even when a fresh server is first opened at a page URL.
+
+    Streamlit runs a ``pages/`` folder in its legacy multipage mode (its own menu,
+    listing helper modules, without app.py) until some session calls st.navigation.
+    Pages import this module first, so flip that process-wide flag and rerun once.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()
+
 CUSTOM = "Other (folder or Hugging Face id)…"
 
 

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import pages.common  # noqa: F401 - leaves Streamlit's legacy pages mode (see there)
 from attnviz.loading import describe_builtins
 
 st.title("attnviz")

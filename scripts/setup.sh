@@ -23,11 +23,17 @@ if [ "$want" != "$have" ]; then
   echo "$want" > "$VENV/.attnviz-stamp"
 fi
 if [ "${1:-}" = "--test" ]; then
-  if ! command -v chromium >/dev/null 2>&1; then
-    echo "[setup] installing Debian chromium for browser tests"
+  # Browser tests: Debian's Chromium (Playwright's own download does not work here) and an
+  # emoji font so screenshots show the icons users see.
+  missing=""
+  for package in chromium chromium-driver fonts-noto-color-emoji; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+  done
+  if [ -n "$missing" ]; then
+    echo "[setup] installing Debian packages for browser tests:$missing"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
 fi
 "$VENV/bin/python" -m attnviz.vendor

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.browser import screenshot, wait_idle
+from tests.browser import screenshot, streamlit_server, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -13,3 +13,18 @@ def test_home_page_renders_offline(page, app_url: str) -> None:
     assert page.get_by_text("Built-in models (work offline)").is_visible()
     screenshot(page, "home")
     assert not page.dialogs
+
+
+def test_direct_page_url_uses_the_app_navigation(chromium) -> None:
+    """A fresh server first opened at a page URL shows app.py's menu, not Streamlit's legacy pages/ listing."""
+    with streamlit_server() as fresh_url:
+        context = chromium.new_context(viewport={"width": 1400, "height": 900})
+        tab = context.new_page()
+        tab.goto(f"{fresh_url}/masks")
+        wait_idle(tab)
+        sidebar = tab.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_role("link", name="Explore", exact=True).wait_for(timeout=60_000)
+        links = sidebar.get_by_role("link").all_inner_texts()
+        context.close()
+    assert [link.split()[-1] for link in links[:5]] == ["Home", "Explore", "Masks", "Sources", "views"]
+    assert not any("common" in link for link in links)
