@@ -22,7 +22,7 @@ from attnviz.hooks import Site, Stack
 from attnviz.stats import HeadStats, head_stats, induction_scores
 from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
 from attnviz.masks import MaskComparison, ModelMasks, compare_mask, read_masks
-from attnviz.trace import PromptError, Trace
+from attnviz.trace import PromptError, Trace, trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -95,7 +95,7 @@ def cached_trace(model_name: str, text: str | None, messages_json: str | None, t
     """
     loaded = _load(model_name)
     messages = json.loads(messages_json) if messages_json else None
-    result = attnviz.trace(loaded, text, messages=messages, target=target or None)
+    result = trace(loaded, text, messages=messages, target=target or None)
     for array in (result.attention, result.decoder_attention, result.cross_attention):
         if array is not None:
             array.flags.writeable = False
