@@ -273,7 +273,9 @@ def attribute(
     if unknown:
         raise PromptError(f"Unknown attribution method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
     if loaded.kind != "decoder":
-        raise PromptError(f"'{loaded.info.name}' is not a decoder, so it cannot generate an answer to attribute.")
+        raise PromptError(
+            f"'{loaded.info.name}' is not a decoder, so it cannot generate an answer to attribute."
+        )
     prompt = build_prompt(loaded, question, passages)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -281,7 +283,9 @@ def attribute(
         answer_ids = generate_answer(loaded, prompt.ids, max_new_tokens)
     else:
         with loaded.lock:
-            answer_ids = np.asarray(loaded.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=np.int64)
+            answer_ids = np.asarray(
+                loaded.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=np.int64
+            )
     seconds["generate"] = time.perf_counter() - started
     if len(answer_ids) == 0:
         raise PromptError("The model gave an empty answer, so there is nothing to attribute.")
@@ -346,7 +350,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def agreement(scores: np.ndarray, reference: np.ndarray) -> Agreement:
     """Agreement of two [passages] score vectors: rank correlation and whether their top passage is the same."""
-    return Agreement(spearman=spearman(scores, reference), top1_match=bool(np.argmax(scores) == np.argmax(reference)))
+    return Agreement(
+        spearman=spearman(scores, reference), top1_match=bool(np.argmax(scores) == np.argmax(reference))
+    )
 
 
 def faithfulness(scores: np.ndarray, drops: np.ndarray, seed: int = 0) -> Faithfulness:
@@ -493,7 +499,12 @@ def choose_heads(
             break
         rows, cols = zip(*ranked[:k], strict=True)
         accuracy = float(
-            np.mean([np.argmax(s[rows, cols].mean(axis=0)) == ref for s, ref in zip(per_case, reference, strict=True)])
+            np.mean(
+                [
+                    np.argmax(s[rows, cols].mean(axis=0)) == ref
+                    for s, ref in zip(per_case, reference, strict=True)
+                ]
+            )
         )
         if accuracy >= best[0]:
             best = (accuracy, k)
@@ -510,7 +521,9 @@ def calibrate(loaded: LoadedModel, n_cases: int = CALIBRATION_CASES, seed: int =
     for case in synthetic_cases(n_cases, seed):
         prompt = build_prompt(loaded, case.question, case.passages)
         with loaded.lock:
-            answer_ids = np.asarray(loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"])
+            answer_ids = np.asarray(
+                loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"]
+            )
         attention, _ = passage_attention(loaded, prompt, answer_ids)
         shares.append(passage_shares(attention.mass / np.clip(1.0 - attention.sink, 1e-6, None)[..., None]))
         reference.append(case.gold)
@@ -553,7 +566,9 @@ def calibration(loaded: LoadedModel) -> Calibration:
 def read_cases(path: Path) -> list[Case]:
     """Cases from a .jsonl file with question, passages, gold (passage index) and answer_contains."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Case(r["question"], tuple(r["passages"]), int(r["gold"]), str(r["answer_contains"])) for r in rows]
+    return [
+        Case(r["question"], tuple(r["passages"]), int(r["gold"]), str(r["answer_contains"])) for r in rows
+    ]
 
 
 def evaluate_rag(loaded: LoadedModel, cases: Sequence[Case]) -> dict[str, object]:

@@ -84,7 +84,9 @@ def user_message(question: str, passages: Sequence[str]) -> tuple[str, list[tupl
     return text + f"Question: {question.strip()}", char_spans
 
 
-def token_spans(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def token_spans(
+    offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Token range [start, end) of each character span, from a tokenizer's (start, end) char offsets.
 
     A token belongs to the span it overlaps most (earlier span on ties), so tokens that
@@ -124,7 +126,9 @@ def build_prompt(loaded: LoadedModel, question: str, passages: Sequence[str]) ->
             text = content + "\nAnswer:"
             shift = 0
             encoded = tokenizer(text, return_offsets_mapping=True)
-    spans = token_spans(encoded["offset_mapping"], [(start + shift, end + shift) for start, end in char_spans])
+    spans = token_spans(
+        encoded["offset_mapping"], [(start + shift, end + shift) for start, end in char_spans]
+    )
     return PassagePrompt(
         question=question.strip(),
         passages=tuple(kept),

@@ -23,10 +23,15 @@ DEFAULT_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--cases", type=Path, default=DEFAULT_CASES, help="jsonl with question, passages, gold, answer_contains"
+        "--cases",
+        type=Path,
+        default=DEFAULT_CASES,
+        help="jsonl with question, passages, gold, answer_contains",
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
-    parser.add_argument("--out", type=Path, default=None, help="also write the full result (with per-case rows) here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the full result (with per-case rows) here"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     summary = evaluate_rag(load_model(args.model), read_cases(args.cases))

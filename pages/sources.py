@@ -113,7 +113,9 @@ def passage_bar(scores: np.ndarray, title: str, value_name: str) -> go.Figure:
     """Bar of one score per passage."""
     labels = [f"[{i + 1}]" for i in range(len(scores))]
     figure = go.Figure(go.Bar(x=labels, y=scores, hovertemplate="passage %{x}<br>%{y:.4f}<extra></extra>"))
-    figure.update_layout(title=title, yaxis_title=value_name, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    figure.update_layout(
+        title=title, yaxis_title=value_name, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10}
+    )
     return figure
 
 
@@ -188,7 +190,10 @@ if "attention" in matrices:
         agg_cols[1].caption("Heads: " + ", ".join(f"L{layer} H{head}" for layer, head in result.heads))
     elif aggregation == "Chosen layers":
         chosen_layers = agg_cols[1].multiselect(
-            "Layers", list(range(n_layers)), default=list(range(n_layers // 2, n_layers)), help="Mean over these."
+            "Layers",
+            list(range(n_layers)),
+            default=list(range(n_layers // 2, n_layers)),
+            help="Mean over these.",
         )
     elif aggregation == "Chosen heads":
         options = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
@@ -199,7 +204,9 @@ if "attention" in matrices:
             format_func=lambda lh: f"L{lh[0]} H{lh[1]}",
             help="Mean over these heads.",
         )
-    value_weighted = agg_cols[2].checkbox("Value-norm weighted", help="Weight each key by its value vector's norm.")
+    value_weighted = agg_cols[2].checkbox(
+        "Value-norm weighted", help="Weight each key by its value vector's norm."
+    )
     exclude_sink = agg_cols[3].checkbox(
         "Exclude sink", value=True, help="Renormalise each head by the weight left after the first token."
     )
@@ -228,7 +235,11 @@ token_options = ["Whole answer", *[f"{i}: {t}" for i, t in enumerate(result.answ
 focus = st.select_slider(
     "Answer token", token_options, value="Whole answer", help="Highlight passages for one answer token."
 )
-rows = slice(None) if focus == "Whole answer" else slice(token_options.index(focus) - 1, token_options.index(focus))
+rows = (
+    slice(None)
+    if focus == "Whole answer"
+    else slice(token_options.index(focus) - 1, token_options.index(focus))
+)
 
 shown = [m for m in ("attention", "naive", "ablation") if m in matrices]
 st.subheader("Sources")
@@ -280,8 +291,12 @@ if "ablation" in matrices and "attention" in matrices:
     agree = attribution.agreement(attention_scores, drops)
     faith = attribution.faithfulness(attention_scores, drops)
     cols = st.columns(4)
-    cols[0].metric("Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over passages.")
-    cols[1].metric("Top-1 match", "yes" if agree.top1_match else "no", help="Same top passage in both methods?")
+    cols[0].metric(
+        "Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over passages."
+    )
+    cols[1].metric(
+        "Top-1 match", "yes" if agree.top1_match else "no", help="Same top passage in both methods?"
+    )
     cols[2].metric(
         f"Drop without top passage [{faith.top_passage + 1}]",
         f"{faith.top_drop:.2f} nats",
@@ -299,7 +314,11 @@ st.subheader("Export")
 export = attribution.export_json(result)
 download = st.columns(2)
 download[0].download_button(
-    "Download JSON", json.dumps(export, indent=2), "sources.json", "application/json", help="Answer and all scores."
+    "Download JSON",
+    json.dumps(export, indent=2),
+    "sources.json",
+    "application/json",
+    help="Answer and all scores.",
 )
 download[1].download_button(
     "Download CSV",

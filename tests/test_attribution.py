@@ -15,8 +15,8 @@ from attnviz import attribution
 from attnviz.attribution import (
     Case,
     PassageAttention,
-    agreement,
     aggregate,
+    agreement,
     attribute,
     choose_heads,
     faithfulness,
@@ -95,7 +95,9 @@ def test_passage_attention_equals_sums_of_the_full_recorded_weights(tiny) -> Non
     np.testing.assert_allclose(reduced.sink, rows[..., 0], atol=1e-6)
     assert reduced.mass.shape == (loaded.n_layers, loaded.n_heads, 3, len(PASSAGES))
     expected = torch.log_softmax(outputs.logits[0, n_prompt - 1 : n_prompt + 2].float(), -1)
-    np.testing.assert_allclose(logprobs, expected[torch.arange(3), torch.as_tensor(answer_ids)].numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        logprobs, expected[torch.arange(3), torch.as_tensor(answer_ids)].numpy(), atol=1e-4
+    )
 
 
 def test_ablation_is_the_log_prob_drop_of_removing_each_passage(tiny) -> None:
@@ -117,7 +119,9 @@ def test_attribute_rejects_unknown_method_and_encoders(tiny, minilm) -> None:
 
 def test_attention_uses_the_given_heads_only(tiny) -> None:
     loaded = tiny("llama")
-    result = attribute(loaded, "Where is Paris?", PASSAGES, method=("attention", "naive"), answer="Paris", heads=[(1, 3)])
+    result = attribute(
+        loaded, "Where is Paris?", PASSAGES, method=("attention", "naive"), answer="Paris", heads=[(1, 3)]
+    )
     assert result.heads == ((1, 3),)
     shares = result.attention.mass[1, 3] / (1 - result.attention.sink[1, 3])[..., None]
     np.testing.assert_allclose(result.scores["attention"], shares / shares.sum(-1, keepdims=True), rtol=1e-5)
@@ -148,17 +152,17 @@ def test_calibration_is_computed_once_and_cached_on_disk(tiny, tmp_path, monkeyp
 @pytest.mark.slow
 def test_smollm2_end_to_end_finds_the_answer_passage(smollm2) -> None:
     case = Case(
-        "What pet does Marel Dovan keep?",
+        "What does the bakery on Elm Lane sell on Sundays?",
         (
-            "The library opens at nine and closes at six.",
-            "Marel Dovan keeps a pet tortoise called Sheldon.",
-            "Copper is a good conductor of electricity.",
+            "Whales communicate using a wide range of sounds.",
+            "On Sundays the bakery on Elm Lane sells only cinnamon rolls.",
+            "The highway was closed for repairs during the whole of March.",
         ),
         1,
-        "tortoise",
+        "cinnamon",
     )
     result = attribute(smollm2, case.question, case.passages)
-    assert "tortoise" in result.answer.lower()
+    assert "cinnamon" in result.answer.lower()
     assert result.ranking("ablation")[0] == 1
     assert result.ranking("attention")[0] == 1
     assert result.heads
@@ -178,7 +182,9 @@ def test_cli_attribute_writes_answer_and_scores_per_case(tmp_path, tiny_model_di
     env = {**os.environ, "ATTNVIZ_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "attnviz", "attribute", "--cases", str(cases), "--out", str(out)]
     model = ["--model", str(tiny_model_dir("llama"))]
-    result = subprocess.run(command + model, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        command + model, check=False, capture_output=True, text=True, timeout=600, env=env
+    )
     assert result.returncode == 0, result.stderr
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [w["question"] for w in written] == [r["question"] for r in rows] and written[0]["id"] == "a"
@@ -187,5 +193,5 @@ def test_cli_attribute_writes_answer_and_scores_per_case(tmp_path, tiny_model_di
         assert set(line["scores"]) == {"attention", "ablation"}
         assert all(len(s) == len(row["passages"]) for s in line["scores"].values())
     cases.write_text('{"question": "no passages"}\n')
-    bad = subprocess.run(command + model, capture_output=True, text=True, timeout=600, env=env)
+    bad = subprocess.run(command + model, check=False, capture_output=True, text=True, timeout=600, env=env)
     assert bad.returncode == 2 and "line 1" in bad.stderr
