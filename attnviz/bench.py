@@ -13,14 +13,18 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_SIZES = (128, 512, 1024, 2048)
-QUICK_SIZES = (32, 64)
+QUICK_SIZES = (32,)
+FIRST_VIEW_TOKENS = 512
+BERTVIZ_MAX_TOKENS = 128  # bertviz's model view of all 270 heads is ~200 MB here already
 MODEL = "smollm2-135m-instruct"
+RAG_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl"
 TEXT = (
     "Attention lets every token look at every other token and decide what matters. "
     "In a decoder, a causal mask hides the future, so each position reads only what came before it. "
@@ -112,6 +116,13 @@ def _variant(name: str, tokens: int) -> Measurement:
         return _timed(lambda: attnviz.load_model(MODEL), 2)
     loaded = attnviz.load_model(MODEL)
     inputs = _input_ids(loaded.tokenizer, tokens)
+    if name.startswith("attribution_"):
+        return _attribution(loaded, name)
+    if name == "bertviz_model_view":
+        from attnviz.bertviz_views import bertviz_model_view_bytes
+
+        text = loaded.tokenizer.decode(inputs["input_ids"][0])
+        return Measurement(seconds=0.0, peak_mb=None, value=float(bertviz_model_view_bytes(attnviz.trace(loaded, text))))
     if name in {"eager_attentions", "sdpa_forward"}:
         from transformers import AutoModelForCausalLM
 
@@ -134,6 +145,23 @@ def _variant(name: str, tokens: int) -> Measurement:
     return _timed(work[name], repeats)
 
 
+def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
+    """Attention attribution (one pass) or leave-one-out ablation of the same answer over 8 passages."""
+    from attnviz.attribution import answer_logprobs, generate_answer, leave_one_out, passage_attention
+    from attnviz.passages import build_prompt
+
+    cases = [json.loads(line) for line in RAG_CASES.read_text().splitlines() if line.strip()]
+    question = cases[0]["question"]
+    passages = cases[0]["passages"] + cases[1]["passages"]  # 8 passages, the answer in one
+    prompt = build_prompt(loaded, question, passages)
+    answer = generate_answer(loaded, prompt.ids, max_new_tokens=24)  # generation is not timed
+    if name == "attribution_attention":
+        passage_attention(loaded, prompt, answer)  # warm-up
+        return _timed(lambda: passage_attention(loaded, prompt, answer), 2)
+    base = answer_logprobs(loaded, prompt.ids, answer)
+    return _timed(lambda: leave_one_out(loaded, question, passages, answer, base), 1)
+
+
 def _run_variant(name: str, tokens: int) -> Measurement:
     """Measure a variant in a fresh subprocess so its peak memory is its own."""
     command = [sys.executable, "-m", "attnviz.bench", "--worker", name, str(tokens)]
@@ -143,22 +171,70 @@ def _run_variant(name: str, tokens: int) -> Measurement:
     return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def _compare(case: str, tokens: int, ours: str, baseline: str, note: str = "") -> Row:
-    mine, theirs = _run_variant(ours, tokens), _run_variant(baseline, tokens)
+def _row(case: str, tokens: int, mine: Measurement, theirs: Measurement, note: str = "") -> Row:
+    """Compare two measurements: by ``value`` when both have one (bytes), else by time."""
+    by_value = mine.value is not None and theirs.value is not None
+    ours, baseline = (mine.value, theirs.value) if by_value else (mine.seconds, theirs.seconds)
     return Row(
         case=case,
         tokens=tokens,
-        ours=round(mine.seconds, 4),
-        baseline=round(theirs.seconds, 4),
-        ratio=round(mine.seconds / theirs.seconds, 3),
-        unit="s",
+        ours=round(ours, 4),
+        baseline=round(baseline, 4),
+        ratio=round(ours / baseline, 4),
+        unit="B" if by_value else "s",
         ours_peak_mb=None if mine.peak_mb is None else round(mine.peak_mb, 1),
         baseline_peak_mb=None if theirs.peak_mb is None else round(theirs.peak_mb, 1),
         note=note,
     )
 
 
-def run(sizes: Sequence[int], progress: Callable[[str], None] = print) -> list[Row]:
+def _compare(case: str, tokens: int, ours: str, baseline: str, note: str = "") -> Row:
+    return _row(case, tokens, _run_variant(ours, tokens), _run_variant(baseline, tokens), note)
+
+
+def _first_view(tokens: int) -> Measurement:
+    """Seconds to the drawn head grid and websocket bytes, in a real browser (benchmarks/first_view.py)."""
+    from transformers import AutoTokenizer
+
+    from attnviz.loading import builtin_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
+    prompt = Path(tempfile.mkstemp(suffix=".txt")[1])
+    prompt.write_text(tokenizer.decode(_input_ids(tokenizer, tokens)["input_ids"][0]))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_view.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(prompt)], capture_output=True, text=True, check=False, timeout=900
+    )
+    prompt.unlink()
+    if result.returncode != 0:
+        raise RuntimeError(f"first_view {tokens} failed:\n{result.stderr[-3000:]}")
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return Measurement(seconds=measured["seconds"], peak_mb=None, value=measured["bytes"])
+
+
+def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None]) -> list[Row]:
+    """payload_explore at every size and first_view at 512 tokens (or the largest quick size)."""
+    rows: list[Row] = []
+    bertviz_size = min(BERTVIZ_MAX_TOKENS, min(sizes))
+    progress(f"bertviz model view @ {bertviz_size}")
+    bertviz = _run_variant("bertviz_model_view", bertviz_size)
+    view_size = FIRST_VIEW_TOKENS if FIRST_VIEW_TOKENS in sizes else max(sizes)
+    for tokens in sizes:
+        progress(f"payload_explore @ {tokens} (browser)")
+        view = _first_view(tokens)
+        note = "websocket bytes in Chromium vs bertviz model_view HTML"
+        if tokens != bertviz_size:
+            note += f" (bertviz measured at {bertviz_size} tokens: it cannot build larger views usefully)"
+        rows.append(_row("payload_explore", tokens, view, bertviz, note))
+        if tokens == view_size:
+            progress(f"first_view @ {tokens}: model forward alone")
+            forward = _run_variant("sdpa_forward", tokens)
+            time_only = Measurement(seconds=view.seconds, peak_mb=None)
+            rows.append(_row("first_view", tokens, time_only, forward, "prompt to drawn grid vs model forward"))
+    return rows
+
+
+def run(sizes: Sequence[int], progress: Callable[[str], None] = print, browser: bool = True) -> list[Row]:
     """All cases at ``sizes``; each row's baseline is measured in this same run."""
     rows: list[Row] = []
     for tokens in sizes:
@@ -166,8 +242,17 @@ def run(sizes: Sequence[int], progress: Callable[[str], None] = print) -> list[R
         rows.append(_compare("trace_full", tokens, "trace_full", "eager_attentions", "trace path (fp16, last-position logits) vs eager output_attentions"))
         progress(f"trace_layer @ {tokens}")
         rows.append(_compare("trace_layer", tokens, "trace_layer", "sdpa_forward", "one layer vs SDPA forward"))
+    progress("attribution_attention")
+    rows.append(
+        _compare(
+            "attribution_attention", 0, "attribution_attention", "attribution_ablation",
+            "8 passages, same answer: one traced pass vs leave-one-out (9 passes)",
+        )
+    )
     progress("model_load_cached")
     rows.append(_compare("model_load_cached", 0, "load_cached", "load_gguf", "safetensors cache vs GGUF"))
+    if browser:
+        rows.extend(_browser_rows(sizes, progress))
     return rows
 
 
@@ -198,10 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attnviz bench")
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the rows")
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} for a smoke run")
-    parser.add_argument("--sizes", type=int, nargs="*", help="token counts (default %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="*", help=f"token counts (default {DEFAULT_SIZES})")
+    parser.add_argument("--no-browser", action="store_true", help="skip the Chromium cases")
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    rows = run(sizes, progress=lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    report = lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    rows = run(sizes, progress=report, browser=not args.no_browser)
     args.out.write_text(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2))
     print(format_table(rows))
     return 0

@@ -1,0 +1,30 @@
+"""Smoke test: the benchmark runs end to end and its rows are consistent (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnviz.bench import Row, format_table
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "attnviz", "bench", "--quick", "--no-browser", "--out", str(out)],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = [Row(**row) for row in report["rows"]]
+    assert {r.case for r in rows} == {"trace_full", "trace_layer", "attribution_attention", "model_load_cached"}
+    for row in rows:
+        assert row.ours > 0 and row.baseline > 0
+        assert row.ratio == pytest.approx(row.ours / row.baseline, rel=1e-2)
+    assert "| trace_full | 32 |" in result.stdout and result.stdout.strip() == format_table(rows)
+    assert "cores" in report["machine"]
