@@ -172,19 +172,19 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
     layer = layer_col.selectbox("Layer", range(loaded.n_layers), help="Which layer's attention to draw.")
     head = head_col.selectbox("Head", range(loaded.n_heads), help="Which query head's attention to draw.")
     original, masked = st.columns(2)
+    # One colour scale for both pictures, so equal colours mean equal weights.
+    top = float(max(result.original.attention[layer, head].max(), result.masked.attention[layer, head].max()))
     for column, run, name in (
         (original, result.original, "model's own mask"),
         (masked, result.masked, "your mask"),
     ):
-        column.plotly_chart(
-            attention_heatmap(
-                run.attention[layer, head],
-                result.tokens,
-                result.tokens,
-                title=f"Layer {layer}, head {head}: {name}",
-            ),
-            key=f"attention-{name}",
+        figure = attention_heatmap(
+            run.attention[layer, head],
+            result.tokens,
+            result.tokens,
+            title=f"Layer {layer}, head {head}: {name}",
         )
+        column.plotly_chart(figure.update_traces(zmin=0.0, zmax=top), key=f"attention-{name}")
     st.subheader("What the model outputs")
     if result.original.loss is not None and result.masked.loss is not None:
         own, yours, change = st.columns(3)
