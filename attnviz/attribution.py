@@ -563,19 +563,28 @@ def calibration(loaded: LoadedModel) -> Calibration:
 # --- evaluation ----------------------------------------------------------------------------
 
 
+def case_from_dict(row: dict[str, object]) -> Case:
+    """A Case from a rag_demo-style record: question, passages, gold (passage index), answer_contains."""
+    return Case(str(row["question"]), tuple(row["passages"]), int(row["gold"]), str(row["answer_contains"]))
+
+
 def read_cases(path: Path) -> list[Case]:
-    """Cases from a .jsonl file with question, passages, gold (passage index) and answer_contains."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Cases from a .jsonl file of rag_demo-style records."""
     return [
-        Case(r["question"], tuple(r["passages"]), int(r["gold"]), str(r["answer_contains"])) for r in rows
+        case_from_dict(json.loads(line))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
     ]
 
 
-def evaluate_rag(loaded: LoadedModel, cases: Sequence[Case]) -> dict[str, object]:
-    """Top-1 accuracy (passage holding the answer) and mean seconds of each method, on the cases answered correctly."""
+def evaluate_rag(loaded: LoadedModel, cases: Sequence[Case | dict[str, object]]) -> dict[str, object]:
+    """Top-1 accuracy (passage holding the answer) and mean seconds of each method, on the cases answered correctly.
+
+    ``cases`` are Case objects or rag_demo records (dicts).
+    """
     calibrated = calibration(loaded)
     rows = []
-    for case in cases:
+    for case in (c if isinstance(c, Case) else case_from_dict(c) for c in cases):
         result = attribute(loaded, case.question, case.passages, method=METHODS)
         rows.append(
             {

@@ -137,7 +137,7 @@ def test_synthetic_cases_hold_their_answer_in_the_gold_passage() -> None:
         assert 3 <= len(case.passages) <= 5
 
 
-def test_calibration_is_computed_once_and_cached_on_disk(tiny, tmp_path, monkeypatch) -> None:
+def test_calibration_is_cached_on_disk_and_used_by_evaluate_rag(tiny, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
     loaded = tiny("llama")
     first = attribution.calibration(loaded)  # tiny random model: heads are whatever scores best
@@ -147,6 +147,18 @@ def test_calibration_is_computed_once_and_cached_on_disk(tiny, tmp_path, monkeyp
     again = attribution.calibration(loaded)
     assert again.heads == first.heads and again.n_cases == first.n_cases == attribution.CALIBRATION_CASES
     assert 1 <= len(first.heads) <= loaded.n_layers * loaded.n_heads
+    # evaluate_rag reuses the cached calibration; "" is contained in any answer, so every case counts
+    cases = [
+        Case("Where is Paris?", tuple(PASSAGES), 1, ""),
+        {"question": "What sleeps?", "passages": PASSAGES, "gold": 0, "answer_contains": ""},
+    ]
+    summary = attribution.evaluate_rag(loaded, cases)
+    assert summary["cases"] == summary["answered_correctly"] == 2
+    assert summary["calibration"]["heads"] == [list(h) for h in first.heads]
+    for method in attribution.METHODS:
+        hits = [row[f"top1_{method}"] == row["gold"] for row in summary["rows"]]
+        assert summary[f"top1_{method}"] == pytest.approx(np.mean(hits))
+    assert summary["seconds_ablation"] > 0 and summary["seconds_attention"] > 0
 
 
 @pytest.mark.slow
