@@ -6,6 +6,8 @@ with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.offline`). The public names are imp
 lazily, so light entry points (``python -m attnviz.vendor``) do not load torch.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -36,3 +38,16 @@ def __getattr__(name: str) -> object:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'attnviz' has no attribute {name!r}")
     return getattr(import_module(_PUBLIC[name]), name)
+
+
+class _Package(types.ModuleType):
+    """Keeps public names bound to their functions when a same-named submodule is imported."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Importing attnviz.trace (the module) would otherwise replace attnviz.trace (the function).
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
