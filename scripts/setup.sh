@@ -36,4 +36,5 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
 fi
-"$VENV/bin/python" -m attnviz.vendor
+# The vendor script needs only the standard library: run it as a file, without importing torch.
+"$VENV/bin/python" attnviz/vendor.py
