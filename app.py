@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="attnviz", page_icon=":material/visibility:", layout="wide")
+st.set_page_config(page_title="attnviz", layout="wide")  # no page_icon: Material icons fetch a favicon online
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
