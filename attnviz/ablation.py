@@ -8,27 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 
 from attnviz.aggregate import trace_inputs
 from attnviz.hooks import Site
 from attnviz.loading import LoadedModel
-from attnviz.tokens import display_tokens
+from attnviz.prediction import Prediction, top_next_tokens
 from attnviz.trace import Trace, record
 
 
 class NoPredictionError(ValueError):
     """The model has no language-model head, so it predicts no next token."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Top-k next tokens: ``ids`` [k], readable ``tokens``, and ``probs`` [k] (softmax of the last logits)."""
-
-    ids: np.ndarray
-    tokens: tuple[str, ...]
-    probs: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -50,12 +39,7 @@ def next_token(
         raise NoPredictionError(
             f"'{loaded.info.name}' is loaded without a language-model head, so it has no next-token prediction."
         )
-    probs = torch.softmax(logits[0, -1].float(), dim=-1)
-    top = torch.topk(probs, k=min(k, probs.shape[-1]))
-    ids = top.indices.numpy()
-    with loaded.lock:
-        tokens, _ = display_tokens(loaded.tokenizer, ids.tolist())
-    return Prediction(ids=ids, tokens=tokens, probs=top.values.numpy())
+    return top_next_tokens(loaded, logits[0, -1], k)
 
 
 def ablate_heads(

@@ -22,6 +22,7 @@ from transformers.masking_utils import create_sliding_window_causal_mask
 from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.loading import LoadedModel
 from attnviz.tokens import display_tokens
+from attnviz.prediction import Prediction, top_next_tokens
 from attnviz.trace import Messages, PromptError, batch_inputs, encode, forward, record
 
 MAX_MASK_TOKENS = 128
@@ -340,15 +341,6 @@ def prompt_tokens(
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """Next-token candidates after the last prompt token: ids [top_k], readable tokens, probabilities [top_k]."""
-
-    ids: np.ndarray
-    tokens: tuple[str, ...]
-    probabilities: np.ndarray
-
-
-@dataclass(frozen=True)
 class MaskedRun:
     """One forward pass of a prompt under a mask.
 
@@ -397,12 +389,8 @@ def _run(
     if logits is None:
         return MaskedRun(attention, None, None), outputs.last_hidden_state[0].float()
     logits = logits[0].float()
-    best = torch.topk(torch.softmax(logits[-1], dim=-1), top_k)
-    with loaded.lock:
-        tokens = display_tokens(loaded.tokenizer, best.indices.tolist())[0]
     loss = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:]).item() if ids.shape[1] > 1 else None
-    prediction = Prediction(best.indices.numpy(), tokens, best.values.numpy())
-    return MaskedRun(attention, prediction, loss), logits
+    return MaskedRun(attention, top_next_tokens(loaded, logits[-1], top_k), loss), logits
 
 
 def compare_mask(

@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from attnviz import figures
-from attnviz.ablation import NoPredictionError, Prediction
+from attnviz.ablation import NoPredictionError
+from attnviz.prediction import Prediction
 from attnviz.aggregate import AGGREGATES, UnsupportedModelError, stack_view, stacks_of
 from attnviz.stats import STATISTICS
 from pages.common import (

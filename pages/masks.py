@@ -145,7 +145,7 @@ def prediction_table(result: MaskComparison, which: str) -> None:
         return
     st.dataframe(
         pd.DataFrame(
-            {"next token": list(run.prediction.tokens), "probability": run.prediction.probabilities}
+            {"next token": list(run.prediction.tokens), "probability": run.prediction.probs}
         ),
         hide_index=True,
         width="stretch",

@@ -239,7 +239,7 @@ def test_causal_mask_reproduces_the_unmasked_decoder_exactly(smollm2: LoadedMode
     np.testing.assert_array_equal(result.masked.attention, result.original.attention)
     assert result.masked.loss == result.original.loss
     np.testing.assert_array_equal(
-        result.masked.prediction.probabilities, result.original.prediction.probabilities
+        result.masked.prediction.probs, result.original.prediction.probs
     )
     assert result.original.prediction.tokens[0] == " Rome"
     assert result.future_attention == 0.0
