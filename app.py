@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="attnviz", layout="wide")  # no page_icon: Material icons fetch a favicon online
+st.set_page_config(page_title="attnviz", layout="wide")  # no icons: Material ones make the browser fetch a favicon online
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/explore.py", title="Explore", icon=":material/grid_view:"),
-    st.Page("pages/masks.py", title="Masks", icon=":material/visibility_off:"),
-    st.Page("pages/sources.py", title="Sources", icon=":material/menu_book:"),
-    st.Page("pages/bertviz_views.py", title="bertviz views", icon=":material/account_tree:"),
+    st.Page("pages/home.py", title="Home", default=True),
+    st.Page("pages/explore.py", title="Explore"),
+    st.Page("pages/masks.py", title="Masks"),
+    st.Page("pages/sources.py", title="Sources"),
+    st.Page("pages/bertviz_views.py", title="bertviz views"),
 ]
 
 # Our own sidebar links: Streamlit's automatic menu would also list the legacy pages/
