@@ -43,17 +43,18 @@ def downsample(matrix: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarr
     padded = np.full((rows, cols), np.nan, dtype=np.float32)
     padded[: matrix.shape[0], : matrix.shape[1]] = matrix
     blocks = padded.reshape(rows // block, block, cols // block, block)
-    return np.nanmean(blocks, axis=(1, 3)), block
+    return np.nanmean(blocks, axis=(1, 3)).astype(np.float32), block
 
 
-def _tick_labels(tokens: Sequence[str], block: int) -> tuple[list[int], list[str], list[str]]:
-    """Tick positions/texts and per-cell hover labels for (possibly block-averaged) tokens."""
+def _axis_labels(tokens: Sequence[str], block: int) -> tuple[list[str], list[str]]:
+    """Unique category labels per cell (what hover shows) and tick texts (empty when block-averaged).
+
+    Labels carry the position ("3: the"), so repeated tokens stay separate columns.
+    """
     if block == 1:
-        labels = [f"{i}: {safe_label(t)}" for i, t in enumerate(tokens)]
-        return list(range(len(tokens))), [safe_label(t) for t in tokens], labels
+        return [f"{i}: {safe_label(t)}" for i, t in enumerate(tokens)], [safe_label(t) for t in tokens]
     cells = int(np.ceil(len(tokens) / block))
-    hover = [f"tokens {c * block}–{min(len(tokens), (c + 1) * block) - 1}" for c in range(cells)]
-    return [], [], hover
+    return [f"tokens {c * block}–{min(len(tokens), (c + 1) * block) - 1}" for c in range(cells)], []
 
 
 def attention_heatmap(
@@ -67,23 +68,35 @@ def attention_heatmap(
     max_cells: int = MAX_CELLS,
     value_name: str = "weight",
 ) -> go.Figure:
-    """Heatmap of a [queries, keys] matrix: queries down, keys across, tokens on the axes."""
+    """Heatmap of a [queries, keys] matrix: queries down, keys across, tokens on the axes.
+
+    Hover text comes from the axis labels and the cell's number (sent as a binary
+    float32 array), so the payload grows with the cells' numbers, not with strings per cell.
+    """
     matrix, block = downsample(np.asarray(weights, dtype=np.float32), max_cells)
     shown = np.log10(np.clip(matrix, 1e-6, None)) if log_scale else matrix
-    x_ticks, x_text, x_hover = _tick_labels(key_tokens, block)
-    y_ticks, y_text, y_hover = _tick_labels(query_tokens, block)
-    hover = np.array([[f"query {q}<br>key {k}" for k in x_hover] for q in y_hover], dtype=object)
+    x_labels, x_text = _axis_labels(key_tokens, block)
+    y_labels, y_text = _axis_labels(query_tokens, block)
     figure = go.Figure(
         go.Heatmap(
             z=shown,
-            customdata=np.dstack([hover, matrix]),
-            hovertemplate="%{customdata[0]}<br>" + value_name + " %{customdata[1]:.4f}<extra></extra>",
+            x=x_labels,
+            y=y_labels,
+            # Log scale colours log10 values; hover still shows the weight itself.
+            customdata=matrix if log_scale else None,
+            hovertemplate="query %{y}<br>key %{x}<br>" + value_name
+            + (" %{customdata:.4f}" if log_scale else " %{z:.4f}") + "<extra></extra>",
             colorscale=colorscale,
             colorbar={"title": f"log10 {value_name}" if log_scale else value_name},
         )
     )
-    figure.update_yaxes(autorange="reversed", tickvals=y_ticks, ticktext=y_text, title="query")
-    figure.update_xaxes(tickvals=x_ticks, ticktext=x_text, tickangle=-60, title="key", side="bottom")
+    figure.update_yaxes(
+        autorange="reversed", type="category", tickvals=y_labels if y_text else [], ticktext=y_text, title="query"
+    )
+    figure.update_xaxes(
+        type="category", tickvals=x_labels if x_text else [], ticktext=x_text, tickangle=-60, title="key",
+        side="bottom",
+    )  # fmt: skip
     subtitle = f" (block-averaged {block}×{block})" if block > 1 else ""
     figure.update_layout(title=title + subtitle, margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=560)
     return figure
