@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from attnviz.bench import Row, format_table
+from attnviz.bench import Row, format_quality, format_table
 
 
 @pytest.mark.slow
 def test_quick_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "attnviz", "bench", "--quick", "--no-browser", "--out", str(out)],
+        [sys.executable, "-m", "attnviz", "bench", "--quick", "--skip", "browser", "--out", str(out)],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -26,5 +26,8 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     for row in rows:
         assert row.ours > 0 and row.baseline > 0
         assert row.ratio == pytest.approx(row.ours / row.baseline, rel=1e-2)
-    assert "| trace_full | 32 |" in result.stdout and result.stdout.strip() == format_table(rows)
+    assert "| trace_full | 32 |" in result.stdout and format_table(rows) in result.stdout
     assert "cores" in report["machine"]
+    quality = report["attribution_quality"]
+    assert quality["cases"] == 2 and 0 <= quality["answered_correctly"] <= 2
+    assert format_quality(quality) in result.stdout
