@@ -293,8 +293,9 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = [header, "|" + "---|" * 8]
     for r in rows:
         peak = lambda v: "" if v is None else f"{v:,.0f}"  # noqa: E731
+        amount = lambda v: f"{v / 1e6:.2f} MB" if r.unit == "B" else f"{v:.3g} s"  # noqa: E731
         lines.append(
-            f"| {r.case} | {r.tokens or ''} | {r.ours:g} {r.unit} | {r.baseline:g} {r.unit} | {r.ratio:.3f} "
+            f"| {r.case} | {r.tokens or ''} | {amount(r.ours)} | {amount(r.baseline)} | {r.ratio:.3f} "
             f"| {peak(r.ours_peak_mb)} | {peak(r.baseline_peak_mb)} | {r.note} |"
         )
     return "\n".join(lines)
