@@ -26,13 +26,15 @@ POINT_JS = """([layer, head]) => {
 }"""
 
 
-def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
-    # Open the root first: on a fresh server a deep link into `pages/` runs Streamlit's folder navigation.
-    page.goto(app_url)
-    wait_idle(page)
-    page.goto(f"{app_url}/explore?{urlencode({'prompt': PROMPT, 'layer': '3', 'head': '1'})}")
+def open_explore(page, app_url: str, **params: str) -> None:  # noqa: ANN001 - playwright Page
+    """Open the Explore page with URL state and wait until its figures are drawn."""
+    page.goto(f"{app_url}/explore?{urlencode(params)}")
     wait_idle(page)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+
+
+def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
+    open_explore(page, app_url, prompt=PROMPT, layer="3", head="1")
     assert page.get_by_text("Layer 3, head 1").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 2300})  # Streamlit scrolls inside; show the whole page
     screenshot(page, "explore_heads")
@@ -58,11 +60,7 @@ def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
 
 def test_a_1024_token_prompt_draws_the_grid_and_a_window(page, app_url: str) -> None:
     words = " ".join(f"w{i % 97}" for i in range(356))  # 1,028 SmolLM2 tokens
-    page.goto(app_url)
-    wait_idle(page)
-    page.goto(f"{app_url}/explore?{urlencode({'prompt': words, 'layer': '18', 'head': '6'})}")
-    wait_idle(page)
-    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    open_explore(page, app_url, prompt=words, layer="18", head="6")
     assert page.get_by_text("1028 tokens").first.is_visible()
     assert page.get_by_text("Query window").first.is_visible()
     assert page.get_by_text("block-averaged").first.is_visible()  # the wide view is downsampled
