@@ -204,7 +204,7 @@ def _kind_of(config: transformers.PretrainedConfig) -> Kind:
     return "encoder"
 
 
-def _model_class(config: transformers.PretrainedConfig, kind: Kind) -> type:
+def _model_class(kind: Kind) -> type:
     if kind == "encoder-decoder":
         return AutoModelForSeq2SeqLM
     if kind == "decoder":
@@ -255,7 +255,7 @@ def load_from_folder_or_hub(source: str, name: str) -> LoadedModel:
         )
     kind = _kind_of(config)
     try:
-        model = _model_class(config, kind).from_pretrained(
+        model = _model_class(kind).from_pretrained(
             source, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
         )
     except (OSError, ValueError) as error:
