@@ -1,22 +1,11 @@
-"""attnviz Streamlit app: entry point and page navigation."""
+"""attnviz Streamlit app: entry point and page navigation (the pages are listed in ui.navigation.PAGES)."""
 
 import streamlit as st
 
-st.set_page_config(page_title="attnviz", layout="wide")  # no icons: Material ones make the browser fetch a favicon online
+from ui.navigation import PAGES
 
-PAGES = [
-    st.Page("pages/home.py", title="Home", default=True),
-    st.Page("pages/explore.py", title="Explore"),
-    st.Page("pages/masks.py", title="Masks"),
-    st.Page("pages/sources.py", title="Sources"),
-    st.Page("pages/bertviz_views.py", title="bertviz views"),
-]
-
-# Our own sidebar links: Streamlit's automatic menu would also list the legacy pages/
-# folder (helpers like pages/common.py) when a page URL is opened directly.
-current = st.navigation(PAGES, position="hidden")
-with st.sidebar:
-    for page in PAGES:
-        st.page_link(page)
-    st.divider()
+# Hidden: each page draws the sidebar links itself (ui.navigation.start_page).
+current = st.navigation(
+    [st.Page(page.path, title=page.title, default=page.default) for page in PAGES], position="hidden"
+)
 current.run()

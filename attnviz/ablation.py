@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from attnviz.aggregate import trace_inputs
 from attnviz.hooks import Site
 from attnviz.loading import LoadedModel
 from attnviz.prediction import Prediction, top_next_tokens
-from attnviz.trace import Trace, record
+from attnviz.trace import trace_inputs, Trace, record
 
 
 class NoPredictionError(ValueError):

@@ -19,7 +19,7 @@ from torch import nn
 
 from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.loading import LoadedModel
-from attnviz.trace import Trace, forward
+from attnviz.trace import StackView, Trace, forward, trace_inputs
 
 
 class UnsupportedModelError(ValueError):
@@ -111,7 +111,7 @@ def head_output_norms(value: torch.Tensor, projection: nn.Linear) -> torch.Tenso
 
 def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -> ValueNorms:
     """Run the traced prompt again, recording ‖f_h(x_k)‖ for every head of ``stack``."""
-    stack = stack or ("decoder" if loaded.kind == "decoder" else "encoder")
+    stack = stack or loaded.main_stack
     found: dict[Site, torch.Tensor] = {}
     problems: list[UnsupportedModelError] = []
 
@@ -132,50 +132,9 @@ def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -
     return ValueNorms(stack, tuple(s.layer for s in sites), torch.stack([found[s] for s in sites]).numpy())
 
 
-def trace_inputs(loaded: LoadedModel, trace: Trace) -> dict[str, torch.Tensor]:
-    """Model inputs that reproduce the traced forward pass."""
-    ids = torch.tensor([trace.input_ids.tolist()], dtype=torch.long)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if loaded.kind == "encoder-decoder" and trace.target_ids is not None:
-        inputs["decoder_input_ids"] = torch.tensor([trace.target_ids.tolist()], dtype=torch.long)
-    return inputs
-
-
 def norm_weighted(attention: np.ndarray, norms: np.ndarray) -> np.ndarray:
     """α_qk · ‖f_h(x_k)‖: attention [..., q, k] times norms [..., k] -> [..., q, k]."""
     return np.asarray(attention, dtype=np.float32) * np.asarray(norms, dtype=np.float32)[..., None, :]
-
-
-@dataclass(frozen=True)
-class StackView:
-    """One attention stack of a trace: ``attention`` [layers, heads, queries, keys] with its tokens."""
-
-    stack: Stack
-    attention: np.ndarray
-    layers: tuple[int, ...]
-    query_tokens: tuple[str, ...]
-    key_tokens: tuple[str, ...]
-
-
-def stacks_of(trace: Trace) -> tuple[Stack, ...]:
-    """The stacks a trace holds: the decoder's or encoder's self-attention, plus decoder and cross for seq2seq."""
-    if trace.kind == "encoder-decoder":
-        return ("encoder", "decoder", "cross")
-    return ("decoder",) if trace.kind == "decoder" else ("encoder",)
-
-
-def stack_view(trace: Trace, stack: Stack) -> StackView:
-    """Select one stack of ``trace`` (see :func:`stacks_of`)."""
-    if stack not in stacks_of(trace):
-        raise ValueError(f"A {trace.kind} trace has no '{stack}' attention.")
-    if stack == "cross":
-        weights, queries, keys = trace.cross_attention, trace.target_tokens, trace.tokens
-    elif stack == "decoder" and trace.kind == "encoder-decoder":
-        weights, queries, keys = trace.decoder_attention, trace.target_tokens, trace.target_tokens
-    else:
-        weights, queries, keys = trace.attention, trace.tokens, trace.tokens
-    layers = trace.layers if weights.shape[0] == len(trace.layers) else tuple(range(weights.shape[0]))
-    return StackView(stack, weights, layers, queries, keys)
 
 
 AGGREGATES = {

@@ -66,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the built-in models and whether each is installed")
-    commands.add_parser("bench", help="benchmarks against baselines (python -m attnviz bench --help)")
     trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights to .npz")
     trace_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
     trace_cmd.add_argument("--text", required=True, help="the prompt")
@@ -88,10 +87,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # the benchmark has its own options (see attnviz.bench)
-        from attnviz import bench
-
-        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -7,7 +7,10 @@ are read. The GGUF built-in is de-quantized once and cached on disk as safetenso
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -77,6 +80,30 @@ class LoadedModel:
     @property
     def n_heads(self) -> int:
         return self.info.n_heads
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Hash of what results computed with this model depend on: config, weights, tokenizer, chat template.
+
+        Weights are sampled (the first and last values of every tensor), which tells apart
+        different checkpoints under one name without reading hundreds of megabytes.
+        """
+        digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+        for name, tensor in self.model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            sample = torch.cat([flat[:64], flat[-64:]]).float().cpu().numpy()
+            digest.update(name.encode() + sample.tobytes())
+        if self.tokenizer is not None:
+            with self.lock:
+                vocab = sorted(self.tokenizer.get_vocab().items())
+                template = str(getattr(self.tokenizer, "chat_template", None))
+            digest.update(json.dumps([vocab, template]).encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def main_stack(self) -> Literal["decoder", "encoder"]:
+        """The self-attention stack that reads the prompt: the decoder's, else the encoder's."""
+        return "decoder" if self.kind == "decoder" else "encoder"
 
 
 @dataclass(frozen=True)

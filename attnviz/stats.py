@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz.hooks import Stack
 from attnviz.loading import LoadedModel
 from attnviz.trace import record
 
@@ -142,7 +141,7 @@ def induction_scores(loaded: LoadedModel, period: int = 50, seed: int = 0) -> np
     """Induction score [layers, heads] of every head of the model's main self-attention stack."""
     ids, start = repeated_random_tokens(loaded, period, seed)
     inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
-    stack: Stack = "decoder" if loaded.kind == "decoder" else "encoder"
+    stack = loaded.main_stack
     if loaded.kind == "encoder-decoder":
         start_id = loaded.model.config.decoder_start_token_id
         inputs["decoder_input_ids"] = torch.tensor([[0 if start_id is None else int(start_id)]])

@@ -21,6 +21,11 @@ from attnviz.loading import Kind, LoadedModel
 from attnviz.tokens import display_tokens
 
 Messages = Sequence[dict[str, str]]
+STACK_LABELS: dict[Stack, str] = {
+    "decoder": "decoder self-attention",
+    "encoder": "encoder self-attention",
+    "cross": "cross-attention",
+}
 DEFAULT_MAX_TOKENS = 4096
 
 
@@ -242,7 +247,7 @@ def trace_batch(
         dtype=torch.float16 if float16 else torch.float32,
         last_logits_only=True,
     )
-    main: Stack = "decoder" if loaded.kind == "decoder" else "encoder"
+    main = loaded.main_stack
     head_axis = recording.heads if recording.heads is not None else tuple(range(loaded.n_heads))
     target_tokens, _ = display_tokens(tokenizer, target_ids) if target_ids else ((), ())
     traces = []
@@ -288,3 +293,44 @@ def trace(
     return trace_batch(
         loaded, [prompt], target=target, layers=layers, heads=heads, float16=float16, max_tokens=max_tokens
     )[0]
+
+
+@dataclass(frozen=True)
+class StackView:
+    """One attention stack of a trace: ``attention`` [layers, heads, queries, keys] with its tokens."""
+
+    stack: Stack
+    attention: np.ndarray
+    layers: tuple[int, ...]
+    query_tokens: tuple[str, ...]
+    key_tokens: tuple[str, ...]
+
+
+def stacks_of(trace: Trace) -> tuple[Stack, ...]:
+    """The stacks a trace holds: the decoder's or encoder's self-attention, plus decoder and cross for seq2seq."""
+    if trace.kind == "encoder-decoder":
+        return ("encoder", "decoder", "cross")
+    return ("decoder",) if trace.kind == "decoder" else ("encoder",)
+
+
+def stack_view(trace: Trace, stack: Stack) -> StackView:
+    """Select one stack of ``trace`` (see :func:`stacks_of`)."""
+    if stack not in stacks_of(trace):
+        raise ValueError(f"A {trace.kind} trace has no '{stack}' attention.")
+    if stack == "cross":
+        weights, queries, keys = trace.cross_attention, trace.target_tokens, trace.tokens
+    elif stack == "decoder" and trace.kind == "encoder-decoder":
+        weights, queries, keys = trace.decoder_attention, trace.target_tokens, trace.target_tokens
+    else:
+        weights, queries, keys = trace.attention, trace.tokens, trace.tokens
+    layers = trace.layers if weights.shape[0] == len(trace.layers) else tuple(range(weights.shape[0]))
+    return StackView(stack, weights, layers, queries, keys)
+
+
+def trace_inputs(loaded: LoadedModel, trace: Trace) -> dict[str, torch.Tensor]:
+    """Model inputs that reproduce the traced forward pass."""
+    ids = torch.tensor([trace.input_ids.tolist()], dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if loaded.kind == "encoder-decoder" and trace.target_ids is not None:
+        inputs["decoder_input_ids"] = torch.tensor([trace.target_ids.tolist()], dtype=torch.long)
+    return inputs

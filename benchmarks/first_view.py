@@ -3,7 +3,7 @@
 Starts the real app, warms the model with a short prompt, then opens the Explore
 page with an N-token prompt in Debian Chromium and measures (a) seconds until the
 script is idle with the head grid drawn and (b) websocket bytes received on the way.
-Prints one JSON line. Run by ``python -m attnviz bench``; needs the test set-up.
+Prints one JSON line. Run by ``python -m benchmarks``; needs the test set-up.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from playwright.sync_api import sync_playwright
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from tests.browser import CHROMIUM_ARGS, block_external, chromium_path, streamlit_server, wait_idle  # noqa: E402
+from benchmarks.browser import CHROMIUM_ARGS, block_external, chromium_path, streamlit_server, wait_idle
 
 GRID_DRAWN = "() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.data && p.data.length)"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from attnviz import bertviz_views as bv
 from attnviz.vendor import VendorError
-from pages.common import get_model, model_picker, run_trace
+from ui.cache import Prompt
+from ui.navigation import start_page
+from ui.widgets import error, get_model, model_picker, run_trace, warning
 
 DEFAULT_PROMPT = "The cat sat on the mat because it was tired."
 DEFAULT_TARGET = "Le chat"
@@ -17,6 +18,7 @@ VIEW_NAMES = {
     "model": "Model view (grid of layers × heads)",
 }
 
+start_page()
 st.title("bertviz views")
 st.caption(
     "bertviz's head view and model view, drawn from attnviz's own traces. They work with no network "
@@ -37,7 +39,7 @@ if loaded.kind == "encoder-decoder":
         "Decoder text", DEFAULT_TARGET,
         help="Text the decoder reads; the view shows encoder, decoder and cross attention.",
     )
-trace = run_trace(name, text=text, target=target)
+trace = run_trace(Prompt(name, text, target=target))
 if trace is None:
     st.stop()
 
@@ -79,11 +81,11 @@ requested = bv.Selection(tuple(sorted(layers)), tuple(sorted(heads)), window, ta
 try:
     with st.spinner("Building the view…"):
         built = bv.fit(trace, view, requested)
-except bv.ViewError as error:
-    st.warning(str(error), icon="✏️")
+except bv.ViewError as problem:
+    warning(str(problem))
     st.stop()
-except VendorError as error:
-    st.error(str(error), icon="🚫")
+except VendorError as problem:
+    error(str(problem))
     st.stop()
 
 subset = built.subset
@@ -111,4 +113,5 @@ st.download_button(
     "Download this view (HTML)", built.html, file_name=f"attnviz-{view}-view.html", mime="text/html",
     help="A standalone page with the libraries inlined: it opens offline in any browser.",
 )  # fmt: skip
-components.html(built.html, height=min(built.height, MAX_FRAME_HEIGHT), scrolling=True)
+# st.iframe runs scripts: built.html holds no unescaped user text (see attnviz.bertviz_views).
+st.iframe(built.html, height=min(built.height, MAX_FRAME_HEIGHT))

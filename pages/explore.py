@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -11,46 +10,22 @@ import streamlit as st
 
 from attnviz import figures
 from attnviz.ablation import NoPredictionError
+from attnviz.aggregate import AGGREGATES, UnsupportedModelError
+from attnviz.hooks import Site
 from attnviz.prediction import Prediction
-from attnviz.aggregate import AGGREGATES, UnsupportedModelError, stack_view, stacks_of
 from attnviz.stats import STATISTICS
-from pages.common import (
-    cached_ablation,
-    cached_aggregate,
-    cached_head_grid,
-    cached_head_stats,
-    cached_induction,
-    get_model,
-    model_picker,
-    run_trace,
-)
+from attnviz.trace import STACK_LABELS, stack_view, stacks_of
+from ui import cache
+from ui.navigation import start_page
+from ui.widgets import from_url, get_model, int_from_url, model_picker, run_trace
 
 DEFAULT_PROMPT = (
     "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
     "thank you very much. Mr and Mrs Dursley"
 )
 WINDOW = 256  # tokens of the detail heatmap shown at full resolution
-STACK_LABELS = {
-    "decoder": "decoder self-attention",
-    "encoder": "encoder self-attention",
-    "cross": "cross-attention",
-}
 SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
-
-
-def from_url(key: str, default: str) -> str:
-    """Initialise a widget's state from the URL once, so a shared link reopens the same view."""
-    if key not in st.session_state:
-        st.session_state[key] = st.query_params.get(key, default)
-    return st.session_state[key]
-
-
-def int_from_url(key: str, options: list[int]) -> None:
-    """Initialise an integer selectbox from the URL, falling back to its first option."""
-    raw = st.query_params.get(key, "")
-    if key not in st.session_state or st.session_state[key] not in options:
-        st.session_state[key] = int(raw) if raw.lstrip("-").isdigit() and int(raw) in options else options[0]
 
 
 def prediction_table(prediction: Prediction) -> pd.DataFrame:
@@ -63,6 +38,7 @@ def prediction_table(prediction: Prediction) -> pd.DataFrame:
     )
 
 
+start_page()
 st.title("Explore attention")
 model_name = model_picker()
 loaded = get_model(model_name)
@@ -90,12 +66,10 @@ if loaded.kind == "encoder-decoder":
     )
 st.query_params.update({"mode": mode, "prompt": prompt, **({"target": target} if target is not None else {})})
 
-text = None if mode == "Chat message" else prompt
-messages = [{"role": "user", "content": prompt}] if mode == "Chat message" else None
-trace = run_trace(model_name, text, messages, target)
+prompt_key = cache.Prompt(model_name, prompt, chat=mode == "Chat message", target=target)
+trace = run_trace(prompt_key)
 if trace is None:
     st.stop()
-prompt_key = (model_name, text, json.dumps(messages) if messages else None, target)
 
 stacks = list(stacks_of(trace))
 if from_url("stack", stacks[0]) not in stacks:
@@ -192,7 +166,7 @@ def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "wei
 
 if section == "Heads":
     with st.spinner("Drawing every head…"):
-        grid = cached_head_grid(*prompt_key, stack)
+        grid = cache.grid(prompt_key, stack)
     st.plotly_chart(
         figures.head_grid_figure(grid, selected=(layer, head)), key="grid", on_select="rerun",
         selection_mode="points", config={"displayModeBar": False},
@@ -214,7 +188,7 @@ elif section == "Aggregates":
     )
     try:
         with st.spinner(f"Computing the {name}…"):
-            matrix = cached_aggregate(*prompt_key, stack, name, layer_index)
+            matrix = cache.aggregate(prompt_key, stack, name, layer_index)
     except UnsupportedModelError as error:
         st.warning(str(error), icon="🧭")
     else:
@@ -223,9 +197,9 @@ elif section == "Aggregates":
 
 elif section == "Head statistics":
     with st.spinner("Measuring every head…"):
-        head_stats = cached_head_stats(*prompt_key, stack)
+        head_stats = cache.statistics(prompt_key, stack)
         if stack == stacks[0]:  # induction is measured on the model's main self-attention stack
-            head_stats = replace(head_stats, induction=cached_induction(model_name))
+            head_stats = replace(head_stats, induction=cache.induction(model_name))
     table = pd.DataFrame(head_stats.rows())
     statistic = st.selectbox(
         "Statistic", [s for s in STATISTICS if s in table], key="statistic",
@@ -268,20 +242,20 @@ elif section == "Head statistics":
     )  # fmt: skip
 
 else:
-    names = [f"L{la}.H{he}" for la in layer_options for he in head_options]
+    options = [(la, he) for la in layer_options for he in head_options]
     chosen = st.multiselect(
-        "Heads to switch off", names, default=[f"L{layer}.H{head}"], key="ablate",
+        "Heads to switch off", options, default=[(layer, head)], key="ablate",
+        format_func=lambda lh: f"L{lh[0]}.H{lh[1]}",
         help=f"Zero these heads' weights ({STACK_LABELS[stack]}) and compare the next-token prediction.",
     )  # fmt: skip
     k = st.slider("Top-k tokens", 3, 20, 10, key="top_k", help="How many most likely next tokens to list.")
     by_layer: dict[int, list[int]] = {}
-    for label in chosen:
-        layer_part, head_part = label[1:].split(".H")
-        by_layer.setdefault(int(layer_part), []).append(int(head_part))
-    ablate = tuple((stack, la, tuple(sorted(he))) for la, he in sorted(by_layer.items()))
+    for la, he in chosen:
+        by_layer.setdefault(la, []).append(he)
+    sites = tuple((Site(stack, la), tuple(sorted(he))) for la, he in sorted(by_layer.items()))
     try:
         with st.spinner("Running the model with and without those heads…"):
-            result = cached_ablation(*prompt_key, ablate, k)
+            result = cache.ablation(prompt_key, sites, k)
     except NoPredictionError as error:
         st.info(str(error), icon="ℹ️")
     else:

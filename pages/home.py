@@ -1,16 +1,23 @@
-"""Landing page: what attnviz is and which models are ready offline."""
+"""Landing page: what attnviz is, where to go next, and which models are ready offline."""
 
 import streamlit as st
 
-import pages.common  # noqa: F401 - leaves Streamlit's legacy pages mode (see there)
 from attnviz.loading import describe_builtins
+from ui.navigation import PAGES, start_page
 
+start_page()
 st.title("attnviz")
 st.markdown(
     "See what a transformer attends to: every layer and head, the masks it uses, "
     "and which passages of a context an answer came from. Every weight shown is the "
     "one the model computed, recorded by our own attention function."
 )
+st.subheader("Where to start")
+for page in PAGES:
+    if not page.default:
+        link, about = st.columns([1, 4], vertical_alignment="center")
+        link.page_link(page.path, label=f"**{page.title}** →")
+        about.write(page.about)
 st.subheader("Built-in models (work offline)")
 st.dataframe(
     [{"model": row["name"], "installed": row["available"], "about": row["description"]} for row in describe_builtins()],

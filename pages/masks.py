@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attnviz import masks
+from attnviz import mask_rules, masks
 from attnviz.figures import attention_heatmap, mask_heatmap
 from attnviz.loading import LoadedModel
-from attnviz.masks import MaskComparison, MaskStats, ModelMasks
-from attnviz.trace import PromptError
-from pages.common import cached_compare_mask, cached_read_masks, get_model, model_picker
+from attnviz.mask_runs import MaskComparison, ModelMasks, prompt_tokens
+from attnviz.masks import MaskStats
+from attnviz.trace import STACK_LABELS, PromptError
+from ui import cache
+from ui.navigation import start_page
+from ui.widgets import get_model, model_picker, warning
 
 DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is"
 SHORT_PROMPT = "Hello there!"
@@ -26,11 +28,6 @@ MASK_TYPES = (
     "Custom rule", "Custom cells",
 )  # fmt: skip
 VIEWS = ("Build and apply a mask", "Masks the model uses")
-STACK_NAMES = {
-    "encoder": "encoder self-attention",
-    "decoder": "decoder self-attention",
-    "cross": "cross-attention",
-}
 
 
 def layer_text(layers: tuple[int, ...]) -> str:
@@ -96,13 +93,13 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
         )
     if kind == "Custom rule":
         rule = st.text_input(
-            "Rule", "k <= q and q - k < 3", max_chars=masks.MAX_RULE_CHARS,
-            help=masks.RULE_HELP + ". The rule is parsed, never executed.",
+            "Rule", "k <= q and q - k < 3", max_chars=mask_rules.MAX_RULE_CHARS,
+            help=mask_rules.RULE_HELP + ". The rule is parsed, never executed.",
         )  # fmt: skip
         try:
-            return masks.from_rule(n, rule)
-        except masks.MaskRuleError as error:
-            st.warning(str(error), icon="✏️")
+            return mask_rules.from_rule(n, rule)
+        except mask_rules.MaskRuleError as error:
+            warning(str(error))
             return None
     if n > MAX_CELL_TOKENS:
         st.warning(
@@ -232,9 +229,9 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
         "Prompt", DEFAULT_PROMPT, height=80, help="The mask is built over this prompt's tokens."
     )
     try:
-        ids, tokens = masks.prompt_tokens(loaded, text)
+        ids, tokens = prompt_tokens(loaded, text)
     except PromptError as error:
-        st.warning(str(error), icon="✏️")
+        warning(str(error))
         return
     controls, picture = st.columns([1, 2])
     with controls:
@@ -264,7 +261,7 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
         )
         return
     with st.spinner("Running the model with its own mask and with yours…"):
-        result = cached_compare_mask(model_name, ids, allowed)
+        result = cache.mask_comparison(model_name, ids, allowed)
     show_effect(result, loaded, stats)
 
 
@@ -289,16 +286,11 @@ def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
     columns = st.columns(min(per_row, len(read.groups)))
     for index, group in enumerate(read.groups):
         queries, keys = read.axes(group.stack, row)
-        pad = read.padding[row]
-        on_target = bool(
-            read.target_tokens
-        )  # encoder-decoders: decoder queries are target tokens, never padded
-        query_pad = np.zeros(len(queries), dtype=bool) if on_target and group.stack != "encoder" else pad
-        key_pad = np.zeros(len(keys), dtype=bool) if on_target and group.stack == "decoder" else pad
+        query_pad, key_pad = read.pads(group.stack, row)
         query_labels, key_labels = labelled(queries, query_pad), labelled(keys, key_pad)
         with columns[index % len(columns)]:
             st.plotly_chart(
-                mask_heatmap(group.allowed[row], query_labels, key_labels, title=STACK_NAMES[group.stack]),
+                mask_heatmap(group.allowed[row], query_labels, key_labels, title=STACK_LABELS[group.stack]),
                 key=f"{key}-{index}",
             )
             st.caption(f"{layer_text(group.layers)}: {describe(group.allowed[row], query_pad, key_pad)}")
@@ -323,10 +315,13 @@ def model_masks(loaded: LoadedModel, model_name: str) -> None:
         )
     try:
         with st.spinner("Running the model…"):
-            single = cached_read_masks(model_name, json.dumps([text]), target)
-            batch = cached_read_masks(model_name, json.dumps([text, second]), target)
+            single = cache.model_masks(model_name, (cache.Prompt(model_name, text, target=target),))
+            batch = cache.model_masks(
+                model_name,
+                (cache.Prompt(model_name, text, target=target), cache.Prompt(model_name, second, target=target)),
+            )
     except PromptError as error:
-        st.warning(str(error), icon="✏️")
+        warning(str(error))
         return
     st.subheader("The prompt's masks")
     draw_groups(single, 0, "single")
@@ -342,7 +337,7 @@ def model_masks(loaded: LoadedModel, model_name: str) -> None:
     if loaded.info.has_chat_template:
         st.subheader("Chat template")
         st.caption("The same prompt as a user message through the model's chat template.")
-        chat = cached_read_masks(model_name, json.dumps([[{"role": "user", "content": text}]]), target)
+        chat = cache.model_masks(model_name, (cache.Prompt(model_name, text, chat=True, target=target),))
         draw_groups(chat, 0, "chat")
     sliding_window_reference(len(single.tokens[0]), single.tokens[0])
 
@@ -369,6 +364,7 @@ def sliding_window_reference(n: int, tokens: tuple[str, ...]) -> None:
     )
 
 
+start_page()
 st.title("Masks")
 st.caption(
     "A mask decides which tokens each token may attend to. See the masks a model really uses, "

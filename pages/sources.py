@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import html
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from attnviz import attribution
-from attnviz.figures import attention_heatmap
+from attnviz.agreement import agreement, faithfulness
+from attnviz.demo_cases import DEMO_CASES
+from attnviz.figures import attention_heatmap, highlighted_passages, passage_bar
+from attnviz.passage_attention import aggregate
 from attnviz.passages import MAX_UPLOAD_BYTES, PassageError, decode_upload, split_passages
 from attnviz.trace import PromptError
-from pages.common import get_model, model_picker, run_attribution
-
-DEMO_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl"
-BUILTIN_DEMO = {
-    "question": "What does the bakery on Elm Lane sell on Sundays?",
-    "passages": [
-        "Whales communicate using a wide range of sounds.",
-        "On Sundays the bakery on Elm Lane sells only cinnamon rolls.",
-        "The highway was closed for repairs during the whole of March.",
-        "Chess clocks were first used in tournaments in the 1880s.",
-    ],
-}
+from ui.navigation import start_page
+from ui.widgets import error, get_model, model_picker, plain, run_attribution, warning
 METHOD_LABELS = {
     "attention": "Attention (retrieval heads)",
     "naive": "Attention (mean of all heads)",
     "ablation": "Leave-one-out ablation",
 }
 AGGREGATIONS = ("Calibrated retrieval heads", "All heads", "Chosen layers", "Chosen heads")
-
-
-DEMO_LINE = 1  # rag_demo's second case: SmolLM2 answers it in a full sentence (the first it does not answer)
-
-
-def demo_case() -> dict[str, object]:
-    """A rag_demo case when the shared data is next to the repo, else a built-in one."""
-    if DEMO_FILE.exists():
-        lines = [line for line in DEMO_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
-        case = json.loads(lines[min(DEMO_LINE, len(lines) - 1)])
-        return {"question": case["question"], "passages": list(case["passages"])}
-    return BUILTIN_DEMO
 
 
 def passage_list_input(demo: list[str]) -> list[str]:
@@ -88,37 +66,14 @@ def upload_input() -> list[str]:
     for file in files or []:
         try:
             passages += split_passages(decode_upload(file.name, file.getvalue()))
-        except PassageError as error:
-            st.error(str(error), icon="📄")
+        except PassageError as problem:
+            error(str(problem), icon="📄")
     if not files:
         st.info("Upload one or more files to use their passages.")
     return passages
 
 
-def highlighted_passages(passages: tuple[str, ...], scores: np.ndarray, colour: str) -> str:
-    """HTML of the passages with a background whose strength follows the score (all text escaped)."""
-    top = float(np.max(np.abs(scores))) or 1.0
-    blocks = []
-    for index, (passage, score) in enumerate(zip(passages, scores, strict=True)):
-        alpha = max(0.0, float(score) / top) * 0.55
-        blocks.append(
-            f'<div style="background: rgba({colour}, {alpha:.3f}); border-left: 4px solid rgba({colour}, 0.9); '
-            f'padding: 6px 10px; margin: 4px 0; border-radius: 4px;">'
-            f"<b>[{index + 1}]</b> <small>score {score:.3f}</small><br>{html.escape(passage)}</div>"
-        )
-    return "\n".join(blocks)
-
-
-def passage_bar(scores: np.ndarray, title: str, value_name: str) -> go.Figure:
-    """Bar of one score per passage."""
-    labels = [f"[{i + 1}]" for i in range(len(scores))]
-    figure = go.Figure(go.Bar(x=labels, y=scores, hovertemplate="passage %{x}<br>%{y:.4f}<extra></extra>"))
-    figure.update_layout(
-        title=title, yaxis_title=value_name, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10}
-    )
-    return figure
-
-
+start_page()
 st.title("Sources")
 st.caption(
     "Which passages did the model read to answer? Attention from the answer's tokens into each passage, "
@@ -136,8 +91,8 @@ max_new_tokens = st.sidebar.slider(
     "Longest answer (tokens)", 4, 64, attribution.DEFAULT_MAX_NEW_TOKENS, help="Greedy generation stops here."
 )
 
-demo = demo_case()
-question = st.text_input("Question", value=str(demo["question"]), help="Asked about the passages below.")
+demo = DEMO_CASES[0]
+question = st.text_input("Question", value=demo.question, help="Asked about the passages below.")
 mode = st.radio(
     "Passages",
     ("List", "Paste", "Upload"),
@@ -145,11 +100,11 @@ mode = st.radio(
     help="Edit a list, paste one text split at blank lines, or upload .txt/.md files.",
 )
 if mode == "List":
-    passages = passage_list_input(list(demo["passages"]))
+    passages = passage_list_input(list(demo.passages))
 elif mode == "Paste":
     pasted = st.text_area(
         "Passages separated by blank lines",
-        value="\n\n".join(demo["passages"]),
+        value="\n\n".join(demo.passages),
         height=200,
         help="Every blank line starts a new passage.",
     )
@@ -211,7 +166,7 @@ if "attention" in matrices:
         "Exclude sink", value=True, help="Renormalise each head by the weight left after the first token."
     )
     try:
-        matrices["attention"] = attribution.aggregate(
+        matrices["attention"] = aggregate(
             result.attention,
             heads=chosen_heads,
             layers=chosen_layers,
@@ -219,16 +174,15 @@ if "attention" in matrices:
             exclude_sink=exclude_sink,
             shares=aggregation == "Calibrated retrieval heads",
         )
-    except PromptError as error:
-        st.warning(str(error), icon="✏️")
+    except PromptError as problem:
+        warning(str(problem))
         st.stop()
     labels["attention"] = f"Attention ({aggregation.lower()})"
 
 
 def passage_scores(method: str, rows: slice) -> np.ndarray:
-    """Per-passage scores for the selected answer tokens: total log-prob drop for ablation, mean otherwise."""
-    matrix = matrices[method][rows]
-    return matrix.sum(axis=0) if method == "ablation" else matrix.mean(axis=0)
+    """Per-passage scores of ``method`` (with the page's aggregation) over the chosen answer tokens."""
+    return attribution.passage_scores(matrices[method][rows], method)
 
 
 token_options = ["Whole answer", *[f"{i}: {t}" for i, t in enumerate(result.answer_tokens)]]
@@ -244,7 +198,7 @@ rows = (
 shown = [m for m in ("attention", "naive", "ablation") if m in matrices]
 st.subheader("Sources")
 primary = "ablation" if "ablation" in matrices else shown[0]  # the faithful reference when present
-ranked = np.argsort(-passage_scores(primary, rows), kind="stable")
+ranked = attribution.ranking(passage_scores(primary, rows))
 st.caption(f"Ranked by {labels[primary].lower()}.")
 citations = pd.DataFrame(
     [
@@ -264,11 +218,11 @@ columns = st.columns(len(shown))
 colours = {"attention": "31, 119, 180", "naive": "127, 127, 127", "ablation": "214, 39, 40"}
 for column, method in zip(columns, shown, strict=True):
     with column:
-        st.markdown(f"**{html.escape(labels[method])}**")
+        st.markdown(f"**{plain(labels[method])}**")
         scores = passage_scores(method, rows)
         st.markdown(highlighted_passages(result.passages, scores, colours[method]), unsafe_allow_html=True)
         value_name = "log-prob drop" if method == "ablation" else "attention"
-        st.plotly_chart(passage_bar(scores, "", value_name), key=f"bar_{method}")
+        st.plotly_chart(passage_bar(scores, value_name), key=f"bar_{method}")
         st.plotly_chart(
             attention_heatmap(
                 matrices[method],
@@ -288,8 +242,8 @@ st.subheader("Agreement and faithfulness")
 if "ablation" in matrices and "attention" in matrices:
     drops = passage_scores("ablation", slice(None))
     attention_scores = passage_scores("attention", slice(None))
-    agree = attribution.agreement(attention_scores, drops)
-    faith = attribution.faithfulness(attention_scores, drops)
+    agree = agreement(attention_scores, drops)
+    faith = faithfulness(attention_scores, drops)
     cols = st.columns(4)
     cols[0].metric(
         "Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over passages."

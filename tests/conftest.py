@@ -57,7 +57,7 @@ def tiny(tiny_model_dir: Callable[[str], Path]) -> Callable[[str], LoadedModel]:
 @pytest.fixture(scope="session")
 def app_url() -> Iterator[str]:
     """One real Streamlit server for all browser tests."""
-    from tests.browser import streamlit_server
+    from benchmarks.browser import streamlit_server
 
     with streamlit_server() as url:
         yield url
@@ -68,7 +68,7 @@ def chromium() -> Iterator[object]:
     """Debian Chromium driven by Playwright (its own browser download does not work here)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM_ARGS, chromium_path
+    from benchmarks.browser import CHROMIUM_ARGS, chromium_path
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -79,7 +79,7 @@ def chromium() -> Iterator[object]:
 @pytest.fixture()
 def page(chromium, app_url: str) -> Iterator[object]:
     """A fresh tab, 1400 px wide, with every non-localhost request blocked."""
-    from tests.browser import block_external
+    from benchmarks.browser import block_external
 
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     tab = context.new_page()

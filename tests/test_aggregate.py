@@ -9,6 +9,7 @@ from torch import nn
 
 from attnviz import aggregate
 from attnviz.aggregate import UnsupportedModelError
+from attnviz.trace import stack_view, stacks_of
 from attnviz.trace import trace as trace_prompt
 
 
@@ -92,8 +93,8 @@ def test_unsupported_projection_has_a_clear_message(tiny) -> None:
 def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     loaded = tiny("bart")
     trace = trace_prompt(loaded, "a source sentence", target="a target")
-    assert aggregate.stacks_of(trace) == ("encoder", "decoder", "cross")
-    cross = aggregate.stack_view(trace, "cross")
+    assert stacks_of(trace) == ("encoder", "decoder", "cross")
+    cross = stack_view(trace, "cross")
     assert cross.attention.shape[-2:] == (len(trace.target_tokens), trace.n_tokens)
     assert (cross.query_tokens, cross.key_tokens) == (trace.target_tokens, trace.tokens)
     norms = aggregate.value_norms(loaded, trace, "cross")
@@ -104,7 +105,7 @@ def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     )
     with pytest.raises(UnsupportedModelError, match="square"):
         aggregate.aggregate_map(cross, "rollout", 0, None)
-    encoder = aggregate.stack_view(trace, "encoder")
+    encoder = stack_view(trace, "encoder")
     np.testing.assert_allclose(
         aggregate.aggregate_map(encoder, "rollout", 0), aggregate.rollout(trace.attention)
     )

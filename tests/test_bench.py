@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from attnviz.bench import Row, format_quality, format_table
+from benchmarks.quality import format_quality
+from benchmarks.run import Row, format_table
 
 
 @pytest.mark.slow
 def test_quick_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "attnviz", "bench", "--quick", "--skip", "browser", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--skip", "browser", "--out", str(out)],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 from attnviz.figures import visible_text
 from attnviz.loading import LoadedModel
 from attnviz.trace import trace
-from tests.browser import screenshot, wait_idle
+from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

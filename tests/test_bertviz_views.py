@@ -16,9 +16,10 @@ from attnviz import vendor
 from attnviz.figures import visible_text
 from attnviz.loading import LoadedModel
 from attnviz.trace import Trace, trace
+from benchmarks.payload import payload_sizes
+from tests.apptest import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = "pages/bertviz_views.py"
 SCRIPT_PROMPTS = ("</script><img src=x onerror=alert(1)>", "<svg onload=alert(1)> & <b>bold</b>")
 DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.S)
 PAGE_TAGS = {"html", "head", "meta", "body", "div", "span", "select", "option", "script"}
@@ -169,14 +170,14 @@ def test_bad_selections_are_refused(smol_trace: Trace, selection: bv.Selection, 
 
 def test_payload_sizes_against_bertviz(smollm2: LoadedModel) -> None:
     short = trace(smollm2, "One two three four five six seven eight.")
-    sizes = bv.payload_sizes(short)
+    sizes = payload_sizes(short)
     assert sizes.bertviz_model_view_bytes is not None
     assert sizes.head_view.n_bytes < bv.MAX_BYTES and sizes.model_view.n_bytes < bv.MAX_BYTES
     everything = bv.Selection(short.layers, short.heads, (0, short.n_tokens))
     ours = bv.build_view(short, "model", everything).subset.n_bytes
     assert ours < sizes.bertviz_model_view_bytes  # same content, inlined JS included
     long = trace(smollm2, "word " * 80)
-    long_sizes = bv.payload_sizes(long)
+    long_sizes = payload_sizes(long)
     assert long_sizes.bertviz_model_view_bytes is None
     assert long_sizes.head_view.n_bytes <= bv.MAX_BYTES and long_sizes.model_view.n_bytes <= bv.MAX_BYTES
 
@@ -185,11 +186,7 @@ def test_payload_sizes_against_bertviz(smollm2: LoadedModel) -> None:
 
 
 def run_page(prompt: str | None = None, model: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    if model is not None:
-        at.query_params["model"] = model
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_page("bertviz_views", timeout=180, **({"model": model} if model else {}))
     if prompt is not None:
         at.text_area[0].set_value(prompt).run()
     assert not at.exception, at.exception

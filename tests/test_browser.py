@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.browser import screenshot, streamlit_server, wait_idle
+from benchmarks.browser import screenshot, streamlit_server, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pages.common import cached_induction
+from tests.apptest import open_page
+from ui.cache import induction
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -17,11 +18,7 @@ pytestmark = pytest.mark.slow
 
 def explore(**params: str) -> AppTest:
     """The app opened on the Explore page, with URL query parameters."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    return at.switch_page("pages/explore.py").run()
+    return open_page("explore", **params)
 
 
 def chart_specs(at: AppTest) -> list[dict]:
@@ -109,7 +106,7 @@ def test_statistics_find_the_induction_heads_in_one_click() -> None:
     )
     at.button(key="open_best").click().run()
     assert_clean(at)
-    scores = cached_induction("smollm2-135m-instruct")
+    scores = induction("smollm2-135m-instruct")
     layer, head = np.unravel_index(scores.argmax(), scores.shape)
     assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (layer, head)
     assert scores.max() > 0.5

@@ -18,7 +18,7 @@ from transformers.masking_utils import (
     sliding_window_causal_mask_function,
 )
 
-from attnviz import masks
+from attnviz import mask_rules, mask_runs, masks
 from attnviz.hooks import Hooks
 from attnviz.loading import LoadedModel
 from attnviz.trace import encode, forward, record
@@ -129,17 +129,17 @@ def test_pattern_names() -> None:
 
 def test_rule_builds_the_same_masks_as_builders() -> None:
     n = 17
-    np.testing.assert_array_equal(masks.from_rule(n, "k <= q"), masks.causal(n))
-    np.testing.assert_array_equal(masks.from_rule(n, "k <= q and q - k < 4"), masks.sliding_window(n, 4))
-    np.testing.assert_array_equal(masks.from_rule(n, "0 <= q - k < 4"), masks.sliding_window(n, 4))
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "k <= q"), masks.causal(n))
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "k <= q and q - k < 4"), masks.sliding_window(n, 4))
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "0 <= q - k < 4"), masks.sliding_window(n, 4))
     np.testing.assert_array_equal(
-        masks.from_rule(n, "q >= k and (q - k <= 3 or (q - k) % 3 == 0)"), masks.strided(n, 3)
+        mask_rules.from_rule(n, "q >= k and (q - k <= 3 or (q - k) % 3 == 0)"), masks.strided(n, 3)
     )
-    np.testing.assert_array_equal(masks.from_rule(n, "k <= q or max(q, k) < 5"), masks.prefix_lm(n, 5))
-    np.testing.assert_array_equal(masks.from_rule(n, "abs(q - k) <= n // 8"), np.abs(np.subtract.outer(
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "k <= q or max(q, k) < 5"), masks.prefix_lm(n, 5))
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "abs(q - k) <= n // 8"), np.abs(np.subtract.outer(
         np.arange(n), np.arange(n))) <= 2)  # fmt: skip
-    np.testing.assert_array_equal(masks.from_rule(n, "not k > q"), masks.causal(n))
-    np.testing.assert_array_equal(masks.from_rule(3, "True"), masks.bidirectional(3))
+    np.testing.assert_array_equal(mask_rules.from_rule(n, "not k > q"), masks.causal(n))
+    np.testing.assert_array_equal(mask_rules.from_rule(3, "True"), masks.bidirectional(3))
 
 
 @pytest.mark.parametrize(
@@ -162,15 +162,15 @@ def test_rule_builds_the_same_masks_as_builders() -> None:
     ],
 )
 def test_bad_rules_are_refused_with_a_reason(rule: str, message: str) -> None:
-    with pytest.raises(masks.MaskRuleError, match=message):
-        masks.from_rule(5, rule)
+    with pytest.raises(mask_rules.MaskRuleError, match=message):
+        mask_rules.from_rule(5, rule)
 
 
 # --- masks the model really used ------------------------------------------------------------
 
 
 def test_decoder_uses_causal_mask_and_padding(smollm2: LoadedModel) -> None:
-    read = masks.read_masks(smollm2, ["Hi there", "A longer prompt with more tokens in it"])
+    read = mask_runs.read_masks(smollm2, ["Hi there", "A longer prompt with more tokens in it"])
     assert len(read.groups) == 1
     group = read.groups[0]
     assert group.stack == "decoder" and group.layers == tuple(range(smollm2.n_layers))
@@ -184,7 +184,7 @@ def test_decoder_uses_causal_mask_and_padding(smollm2: LoadedModel) -> None:
 
 def test_chat_template_prompt_mask_is_causal_over_template_tokens(smollm2: LoadedModel) -> None:
     messages = [{"role": "user", "content": "What is 2+2?"}]
-    read = masks.read_masks(smollm2, [messages])
+    read = mask_runs.read_masks(smollm2, [messages])
     ids = encode(smollm2, messages=messages)
     assert len(read.tokens[0]) == len(ids) > 10
     assert "<|im_start|>" in read.tokens[0]
@@ -192,7 +192,7 @@ def test_chat_template_prompt_mask_is_causal_over_template_tokens(smollm2: Loade
 
 
 def test_encoder_mask_is_bidirectional_with_padding(minilm: LoadedModel) -> None:
-    read = masks.read_masks(minilm, ["short", "a rather longer sentence here"])
+    read = mask_runs.read_masks(minilm, ["short", "a rather longer sentence here"])
     assert {g.stack for g in read.groups} == {"encoder"}
     allowed = read.groups[0].allowed
     assert allowed[1].all()
@@ -202,7 +202,7 @@ def test_encoder_mask_is_bidirectional_with_padding(minilm: LoadedModel) -> None
 @pytest.mark.parametrize("family", ["mistral", "gemma2"])
 def test_sliding_window_models_use_transformers_window(tiny, family: str) -> None:
     loaded = tiny(family)
-    read = masks.read_masks(loaded, ["one two three four five six seven eight nine ten"])
+    read = mask_runs.read_masks(loaded, ["one two three four five six seven eight nine ten"])
     n = len(read.tokens[0])
     by_layers = {g.layers: g.allowed[0] for g in read.groups}
     window = masks.sliding_window(n, 4)
@@ -215,7 +215,7 @@ def test_sliding_window_models_use_transformers_window(tiny, family: str) -> Non
 
 
 def test_encoder_decoder_masks_have_cross_attention(tiny) -> None:
-    read = masks.read_masks(tiny("t5"), ["translate this sentence"], target="une phrase")
+    read = mask_runs.read_masks(tiny("t5"), ["translate this sentence"], target="une phrase")
     stacks = {g.stack: g for g in read.groups}
     assert set(stacks) == {"encoder", "decoder", "cross"}
     n, t = len(read.tokens[0]), len(read.target_tokens)
@@ -234,7 +234,7 @@ def prompt_ids(smollm2: LoadedModel) -> list[int]:
 
 
 def test_causal_mask_reproduces_the_unmasked_decoder_exactly(smollm2: LoadedModel, prompt_ids) -> None:
-    result = masks.compare_mask(smollm2, prompt_ids, masks.causal(len(prompt_ids)))
+    result = mask_runs.compare_mask(smollm2, prompt_ids, masks.causal(len(prompt_ids)))
     assert result.output_change == 0.0  # every logit bit-identical
     np.testing.assert_array_equal(result.masked.attention, result.original.attention)
     assert result.masked.loss == result.original.loss
@@ -249,7 +249,7 @@ def test_bidirectional_mask_changes_decoder_output_it_sees_the_future(
     smollm2: LoadedModel, prompt_ids
 ) -> None:
     n = len(prompt_ids)
-    result = masks.compare_mask(smollm2, prompt_ids, masks.bidirectional(n))
+    result = mask_runs.compare_mask(smollm2, prompt_ids, masks.bidirectional(n))
     assert result.output_change > 1.0
     assert result.masked.loss != pytest.approx(result.original.loss, abs=1e-3)
     assert result.future_attention > 0.05
@@ -266,7 +266,7 @@ def test_masked_entries_get_exactly_zero_weight(smollm2: LoadedModel, prompt_ids
         "strided": masks.strided(n, 4),
         "prefix": masks.prefix_lm(n, 6),
         "block": masks.block_diagonal(np.repeat(np.arange(3), -(-n // 3))[:n]),
-        "rule": masks.from_rule(n, "k <= q and (k == 0 or q - k < 2)"),
+        "rule": mask_rules.from_rule(n, "k <= q and (k == 0 or q - k < 2)"),
     }[pattern]
     inputs = {"input_ids": torch.tensor([prompt_ids])}
     _, recording = record(smollm2, inputs, layers=[0, 29], mask=torch.from_numpy(allowed))
@@ -278,7 +278,7 @@ def test_masked_entries_get_exactly_zero_weight(smollm2: LoadedModel, prompt_ids
 
 def test_encoder_accepts_a_causal_mask(minilm: LoadedModel) -> None:
     ids = encode(minilm, "masks change what an encoder sees")
-    result = masks.compare_mask(minilm, ids, masks.causal(len(ids)))
+    result = mask_runs.compare_mask(minilm, ids, masks.causal(len(ids)))
     assert result.original.prediction is None and result.masked.loss is None
     assert result.output_change > 0.01
     assert (result.masked.attention[..., ~masks.causal(len(ids))] == 0).all()
@@ -288,13 +288,13 @@ def test_encoder_accepts_a_causal_mask(minilm: LoadedModel) -> None:
 def test_bad_masks_are_refused(smollm2: LoadedModel, prompt_ids, tiny) -> None:
     n = len(prompt_ids)
     with pytest.raises(ValueError, match="tokens"):
-        masks.compare_mask(smollm2, prompt_ids, masks.causal(n + 1))
+        mask_runs.compare_mask(smollm2, prompt_ids, masks.causal(n + 1))
     empty_row = masks.causal(n)
     empty_row[3] = False
     with pytest.raises(ValueError, match="empty"):
-        masks.compare_mask(smollm2, prompt_ids, empty_row)
+        mask_runs.compare_mask(smollm2, prompt_ids, empty_row)
     with pytest.raises(ValueError, match="decoder-only"):
-        masks.compare_mask(tiny("t5"), [5, 6], masks.causal(2))
+        mask_runs.compare_mask(tiny("t5"), [5, 6], masks.causal(2))
 
 
 def test_hooks_mask_is_only_used_inside_the_context(smollm2: LoadedModel, prompt_ids) -> None:

@@ -10,19 +10,16 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import masks
+from attnviz import mask_rules, mask_runs, masks
 from attnviz.loading import LoadedModel
+from tests.apptest import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "masks.py")
 PROMPT = "The capital of France is Paris. The capital of Italy is"
 
 
-def open_page(model: str | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=300)
-    if model is not None:
-        at.query_params["model"] = model
-    return at.run()
+def open_masks(model: str | None = None) -> AppTest:
+    return open_page("masks", **({"model": model} if model else {}))
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -36,7 +33,7 @@ def choose_mask(at: AppTest, kind: str) -> AppTest:
 
 @pytest.fixture(scope="module")
 def n_tokens(smollm2: LoadedModel) -> int:
-    return len(masks.prompt_tokens(smollm2, PROMPT)[0])
+    return len(mask_runs.prompt_tokens(smollm2, PROMPT)[0])
 
 
 def test_app_registers_masks_page_after_home() -> None:
@@ -54,20 +51,20 @@ def test_app_registers_masks_page_after_home() -> None:
         ("Sliding window", lambda n: masks.sliding_window(n, 4)),
         ("Strided (sparse)", lambda n: masks.strided(n, math.isqrt(n))),
         ("Prefix-LM", lambda n: masks.prefix_lm(n, n // 2)),
-        ("Custom rule", lambda n: masks.from_rule(n, "k <= q and q - k < 3")),
+        ("Custom rule", lambda n: mask_rules.from_rule(n, "k <= q and q - k < 3")),
     ],
 )
 def test_each_mask_type_is_applied_with_model_numbers(
     smollm2: LoadedModel, n_tokens: int, kind, expected
 ) -> None:
-    at = choose_mask(open_page(), kind)
+    at = choose_mask(open_masks(), kind)
     assert not at.exception
     allowed = expected(n_tokens)
     stats = masks.mask_stats(allowed)
     assert metric(at, "Scores computed") == f"{stats.kept:,}"
     assert metric(at, "Dense attention (n²)") == f"{n_tokens * n_tokens:,}"
     assert metric(at, "Density") == f"{stats.density:.1%}"
-    result = masks.compare_mask(smollm2, masks.prompt_tokens(smollm2, PROMPT)[0], allowed)
+    result = mask_runs.compare_mask(smollm2, mask_runs.prompt_tokens(smollm2, PROMPT)[0], allowed)
     assert metric(at, "Loss on the prompt, own mask") == f"{result.original.loss:.3f}"
     assert metric(at, "Loss on the prompt, your mask") == f"{result.masked.loss:.3f}"
     tables = [t.value for t in at.dataframe]
@@ -79,7 +76,7 @@ def test_each_mask_type_is_applied_with_model_numbers(
 
 
 def test_causal_mask_changes_nothing_and_bidirectional_sees_the_future() -> None:
-    at = choose_mask(open_page(), "Causal")
+    at = choose_mask(open_masks(), "Causal")
     assert metric(at, "Largest logit change") == "0.000"
     own, yours = metric(at, "Loss on the prompt, own mask"), metric(at, "Loss on the prompt, your mask")
     assert own == yours
@@ -89,9 +86,9 @@ def test_causal_mask_changes_nothing_and_bidirectional_sees_the_future() -> None
 
 
 def test_block_diagonal_segments_follow_the_separator(n_tokens: int, smollm2: LoadedModel) -> None:
-    at = choose_mask(open_page(), "Block-diagonal")
+    at = choose_mask(open_masks(), "Block-diagonal")
     assert not at.exception
-    tokens = masks.prompt_tokens(smollm2, PROMPT)[1]
+    tokens = mask_runs.prompt_tokens(smollm2, PROMPT)[1]
     segments = masks.segments_after(tokens, ".")
     assert any(c.value == f"{segments.max() + 1} segment(s)" for c in at.caption)
     assert metric(at, "Scores computed") == f"{masks.mask_stats(masks.block_diagonal(segments)).kept:,}"
@@ -102,7 +99,7 @@ def test_block_diagonal_segments_follow_the_separator(n_tokens: int, smollm2: Lo
 
 
 def test_custom_cells_are_applied(n_tokens: int) -> None:
-    at = choose_mask(open_page(), "Custom cells")
+    at = choose_mask(open_masks(), "Custom cells")
     editor = at.data_editor[0]
     assert editor.value.to_numpy(dtype=bool).tolist() == masks.causal(n_tokens).tolist()
     column = editor.value.columns[n_tokens - 1]
@@ -115,7 +112,7 @@ def test_custom_cells_are_applied(n_tokens: int) -> None:
 
 
 def test_bad_rule_and_empty_rows_warn_instead_of_failing() -> None:
-    at = choose_mask(open_page(), "Custom rule")
+    at = choose_mask(open_masks(), "Custom rule")
     next(t for t in at.text_input if t.label == "Rule").set_value("__import__('os').system('x')").run()
     assert not at.exception
     assert any("Not allowed" in w.value for w in at.warning)
@@ -126,7 +123,7 @@ def test_bad_rule_and_empty_rows_warn_instead_of_failing() -> None:
 
 
 def test_empty_and_too_long_prompts_warn() -> None:
-    at = open_page()
+    at = open_masks()
     at.text_area[0].set_value("   ").run()
     assert not at.exception and any("empty" in w.value for w in at.warning)
     at.text_area[0].set_value("word " * 400).run()
@@ -134,7 +131,7 @@ def test_empty_and_too_long_prompts_warn() -> None:
 
 
 def test_token_text_is_escaped_in_figures() -> None:
-    at = open_page()
+    at = open_masks()
     at.text_area[0].set_value("<img src=x onerror=alert(1)> hello").run()
     assert not at.exception
     for chart in at.get("plotly_chart"):
@@ -149,7 +146,7 @@ def show_model_masks(at: AppTest) -> AppTest:
 
 
 def test_decoder_masks_causal_padding_chat_and_transformers_window() -> None:
-    at = show_model_masks(open_page())
+    at = show_model_masks(open_masks())
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert captions.count("layers 0–29: causal") == 3  # the prompt, the longer batch row, the chat template
@@ -162,7 +159,7 @@ def test_decoder_masks_causal_padding_chat_and_transformers_window() -> None:
 
 
 def test_encoder_masks_are_bidirectional() -> None:
-    at = show_model_masks(open_page("minilm-l6"))
+    at = show_model_masks(open_masks("minilm-l6"))
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert "layers 0–5: bidirectional (everything allowed)" in captions
@@ -174,13 +171,13 @@ def test_encoder_masks_are_bidirectional() -> None:
     [("mistral", "layers 0–1: sliding window of 4"), ("gemma2", "layer 0: sliding window of 4")],
 )
 def test_sliding_window_models_show_their_window(tiny_model_dir, family: str, expected: str) -> None:
-    at = show_model_masks(open_page(str(tiny_model_dir(family))))
+    at = show_model_masks(open_masks(str(tiny_model_dir(family))))
     assert not at.exception
     assert expected in [c.value for c in at.caption]
 
 
 def test_encoder_decoder_shows_cross_attention(tiny_model_dir) -> None:
-    at = open_page(str(tiny_model_dir("t5")))
+    at = open_masks(str(tiny_model_dir("t5")))
     assert not at.exception
     assert any("decoder-only and encoder-only" in i.value for i in at.info)
     at = show_model_masks(at)
@@ -193,10 +190,10 @@ def test_encoder_decoder_shows_cross_attention(tiny_model_dir) -> None:
 
 
 def test_encoder_mask_application_reports_hidden_state_change(minilm: LoadedModel) -> None:
-    at = choose_mask(open_page("minilm-l6"), "Causal")
+    at = choose_mask(open_masks("minilm-l6"), "Causal")
     assert not at.exception
-    ids = masks.prompt_tokens(minilm, PROMPT)[0]
-    change = masks.compare_mask(minilm, ids, masks.causal(len(ids))).output_change
+    ids = mask_runs.prompt_tokens(minilm, PROMPT)[0]
+    change = mask_runs.compare_mask(minilm, ids, masks.causal(len(ids))).output_change
     assert metric(at, "Largest change of the final hidden states") == f"{change:.4f}"
     assert not any("sees the future" in e.value for e in at.error)
     assert np.isfinite(change)

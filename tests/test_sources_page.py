@@ -7,17 +7,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import open_page
+
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "sources.py")
 
 pytestmark = pytest.mark.slow
 
 
 def run_page(**query: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=900)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_page("sources", timeout=900, **query)
 
 
 def _markdown_html(at: AppTest) -> str:

@@ -1,4 +1,4 @@
-"""Benchmarks: our figure against the tool a user would use instead, measured in the same run.
+"""Speed, memory and payload: our figure against the tool a user would use instead, in the same run.
 
 Each (case, variant, size) runs in a fresh subprocess so peak memory is its own:
 the process resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the
@@ -19,13 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks.quality import attribution_quality, format_quality
+
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (128, 512, 1024, 2048)
 QUICK_SIZES = (32,)
 QUICK_QUALITY_CASES = 2
 FIRST_VIEW_TOKENS = 512
 BERTVIZ_MAX_TOKENS = 128  # bertviz's model view of all 270 heads is ~200 MB here already
 MODEL = "smollm2-135m-instruct"
-RAG_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl"
 TEXT = (
     "Attention lets every token look at every other token and decide what matters. "
     "In a decoder, a causal mask hides the future, so each position reads only what came before it. "
@@ -120,7 +122,7 @@ def _variant(name: str, tokens: int) -> Measurement:
     if name.startswith("attribution_"):
         return _attribution(loaded, name)
     if name == "bertviz_model_view":
-        from attnviz.bertviz_views import bertviz_model_view_bytes
+        from benchmarks.payload import bertviz_model_view_bytes
 
         text = loaded.tokenizer.decode(inputs["input_ids"][0])
         return Measurement(seconds=0.0, peak_mb=None, value=float(bertviz_model_view_bytes(attnviz.trace(loaded, text))))
@@ -148,8 +150,10 @@ def _variant(name: str, tokens: int) -> Measurement:
 
 def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
     """Attention attribution (one pass) or leave-one-out ablation of the same answer over 8 passages."""
-    from attnviz.attribution import answer_logprobs, generate_answer, leave_one_out, passage_attention
+    from attnviz.attribution import generate_answer, leave_one_out
+    from attnviz.passage_attention import answer_logprobs, passage_attention
     from attnviz.passages import build_prompt
+    from benchmarks.quality import RAG_CASES
 
     cases = [json.loads(line) for line in RAG_CASES.read_text().splitlines() if line.strip()]
     question = cases[0]["question"]
@@ -165,7 +169,7 @@ def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821
 
 def _run_variant(name: str, tokens: int) -> Measurement:
     """Measure a variant in a fresh subprocess so its peak memory is its own."""
-    command = [sys.executable, "-m", "attnviz.bench", "--worker", name, str(tokens)]
+    command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
@@ -194,7 +198,7 @@ def _compare(case: str, tokens: int, ours: str, baseline: str, note: str = "") -
 
 
 def _first_view(tokens: int) -> Measurement:
-    """Seconds to the drawn head grid and websocket bytes, in a real browser (benchmarks/first_view.py)."""
+    """Seconds to the drawn head grid and websocket bytes, in a real browser (:mod:`benchmarks.first_view`)."""
     from transformers import AutoTokenizer
 
     from attnviz.loading import builtin_folder
@@ -202,10 +206,10 @@ def _first_view(tokens: int) -> Measurement:
     tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
     prompt = Path(tempfile.mkstemp(suffix=".txt")[1])
     prompt.write_text(tokenizer.decode(_input_ids(tokenizer, tokens)["input_ids"][0]))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_view.py"
     result = subprocess.run(
-        [sys.executable, str(script), str(prompt)], capture_output=True, text=True, check=False, timeout=900
-    )
+        [sys.executable, "-m", "benchmarks.first_view", str(prompt)],
+        capture_output=True, text=True, check=False, timeout=900, cwd=ROOT,
+    )  # fmt: skip
     prompt.unlink()
     if result.returncode != 0:
         raise RuntimeError(f"first_view {tokens} failed:\n{result.stderr[-3000:]}")
@@ -257,36 +261,6 @@ def run(sizes: Sequence[int], progress: Callable[[str], None] = print, browser: 
     return rows
 
 
-def attribution_quality(n_cases: int | None = None) -> dict[str, object]:
-    """Top-1 accuracy and seconds of naive attention, calibrated attention and ablation on rag_demo.
-
-    Accuracy counts the cases the model answers correctly; the retrieval heads are
-    calibrated on synthetic cases (never these), see :mod:`attnviz.attribution`.
-    """
-    import attnviz
-    from attnviz.attribution import evaluate_rag, read_cases
-
-    cases = read_cases(RAG_CASES)[:n_cases]
-    return evaluate_rag(attnviz.load_model(MODEL), cases)
-
-
-def format_quality(quality: dict[str, object]) -> str:
-    """A Markdown table of attribution quality per method."""
-    methods = {"naive": "attention, mean of all heads", "attention": "attention, calibrated heads",
-               "ablation": "leave-one-out ablation"}  # fmt: skip
-    seconds = {"naive": "attention", "attention": "attention", "ablation": "ablation"}
-    lines = [
-        f"Attribution on rag_demo: {quality['answered_correctly']} of {quality['cases']} cases answered correctly "
-        f"(mean generation {quality['seconds_generate']:.1f} s).",
-        "",
-        "| method | top-1 = passage holding the answer | seconds per case |",
-        "|---|---|---|",
-    ]
-    for method, label in methods.items():
-        lines.append(f"| {label} | {quality[f'top1_{method}']:.0%} | {quality[f'seconds_{seconds[method]}']:.2f} |")
-    return "\n".join(lines)
-
-
 def format_table(rows: Sequence[Row]) -> str:
     """A Markdown table of the rows (also what the README shows)."""
     header = "| case | tokens | ours | baseline | ratio | ours peak MB | baseline peak MB | note |"
@@ -312,7 +286,7 @@ def machine() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m attnviz bench")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the rows")
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} for a smoke run")
     parser.add_argument("--sizes", type=int, nargs="*", help=f"token counts (default {DEFAULT_SIZES})")
@@ -330,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(rows))
     if "quality" not in args.skip:
         report("attribution quality on rag_demo")
-        quality = attribution_quality(QUICK_QUALITY_CASES if args.quick else None)
+        quality = attribution_quality(MODEL, QUICK_QUALITY_CASES if args.quick else None)
         result["attribution_quality"] = quality
         print("\n" + format_quality(quality))
     args.out.write_text(json.dumps(result, indent=2))

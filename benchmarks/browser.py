@@ -1,15 +1,19 @@
-"""Real-browser helpers: a Streamlit server on a free loopback port and Debian Chromium.
+"""Real-browser helpers shared by the browser tests and the benchmark: a Streamlit server on a
+free loopback port, Debian Chromium, and offline checks.
 
 Every request that is not to localhost is aborted, so views must work offline.
-Screenshots go to docs/screenshots/ (the README shows them).
+Screenshots go to ``$ATTNVIZ_SCREENSHOTS`` (``make screenshots`` points it at docs/screenshots/,
+which the README shows), else to a temporary folder, so a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("ATTNVIZ_SCREENSHOTS") or Path(tempfile.gettempdir()) / "attnviz-screenshots")
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,6 +31,7 @@ CHROMIUM_ARGS = [
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -64,6 +69,7 @@ def streamlit_server(timeout: float = 90.0) -> Iterator[str]:
 
 
 def chromium_path() -> str:
+    """Debian's Chromium binary (installed by the README's test command)."""
     path = shutil.which("chromium")
     if path is None:
         raise RuntimeError("Debian chromium is missing: run the README's test command, which installs it")
@@ -94,6 +100,7 @@ def wait_idle(page, timeout_ms: int = 180_000) -> None:  # noqa: ANN001 - playwr
 
 
 def screenshot(page, name: str) -> Path:  # noqa: ANN001 - playwright Page
+    """Save a full-page PNG named ``name`` in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

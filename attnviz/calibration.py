@@ -1,0 +1,215 @@
+"""Calibration: find the heads that do retrieval in a model, on synthetic cases made by code.
+
+Each case is a fact-lookup question over passages whose answer lies in one known passage.
+The answer is teacher-forced, and the heads whose attention (while the answer is written)
+lands on that passage are the retrieval heads. Results are cached on disk under a
+fingerprint of everything they depend on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.loading import LoadedModel, cache_root
+from attnviz.passage_attention import Head, passage_attention, passage_shares
+from attnviz.passages import INSTRUCTION, build_prompt
+
+CALIBRATION_VERSION = 1
+CALIBRATION_CASES = 32
+HEAD_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Which heads of a model do retrieval, found on synthetic cases by :func:`calibrate`.
+
+    ``head_accuracy`` [layers, heads] is how often each head's top passage matched the
+    leave-one-out top passage; ``heads`` are the chosen ones, best first.
+    """
+
+    model_name: str
+    heads: tuple[Head, ...]
+    head_accuracy: np.ndarray
+    n_cases: int
+    accuracy: float
+
+
+_SYLLABLES = (
+    "ka", "lo", "mi", "ren", "tas", "vo", "bel", "dor", "fi", "gan", "hu", "jas", "mor", "nel",
+    "pra", "sil", "tor", "ul", "ves", "zan", "qui", "bra", "den", "ost",
+)  # fmt: skip
+_VALUES = {
+    "animal": ("parrot", "tortoise", "ferret", "goat", "hamster", "lizard", "rabbit", "pigeon"),
+    "colour": ("green", "orange", "violet", "yellow", "crimson", "turquoise", "grey", "pink"),
+    "drink": ("mint tea", "lemonade", "black coffee", "hot chocolate", "apple juice", "buttermilk"),
+    "instrument": ("trumpet", "cello", "banjo", "accordion", "harp", "flute", "drums", "oboe"),
+    "food": ("lentil soup", "fried rice", "plum cake", "fish pie", "onion tart", "dumplings"),
+}
+# (fact template, question template, value kind); {e} is an invented name, {x} the answer.
+_RELATIONS = (
+    ("{e} keeps a pet {x} at home.", "What pet does {e} keep?", "animal"),
+    ("The favourite colour of {e} is {x}.", "What is the favourite colour of {e}?", "colour"),
+    ("{e} was born in the town of {x}.", "In which town was {e} born?", "town"),
+    ("{e} owns exactly {x} bicycles.", "How many bicycles does {e} own?", "number"),
+    ("Every morning {e} drinks {x}.", "What does {e} drink every morning?", "drink"),
+    ("{e} plays the {x} in a small band.", "Which instrument does {e} play?", "instrument"),
+    ("For dinner, {e} always cooks {x}.", "What does {e} cook for dinner?", "food"),
+    ("The boat owned by {e} is called the {x}.", "What is the name of the boat owned by {e}?", "town"),
+)
+_FILLERS = (
+    "The river floods the valley almost every spring.",
+    "Copper is a good conductor of electricity.",
+    "The library opens at nine and closes at six.",
+    "Many birds fly south before the winter begins.",
+    "The train to the coast takes about three hours.",
+    "Bread rises because yeast produces gas.",
+    "The city council meets on the first Monday of the month.",
+    "Mountains are often colder at the top than at the bottom.",
+    "The market sells fresh vegetables on Saturdays.",
+    "Glass is made by melting sand at a high temperature.",
+    "The football season ends in late May.",
+    "Tea was first drunk in China thousands of years ago.",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A question over passages whose answer lies in passage ``gold`` and contains ``answer_contains``."""
+
+    question: str
+    passages: tuple[str, ...]
+    gold: int
+    answer_contains: str
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(syllables)).capitalize()
+
+
+def _value(rng: random.Random, kind: str) -> str:
+    if kind == "town":
+        return _word(rng, 3)
+    if kind == "number":
+        return str(rng.randint(12, 97))
+    return rng.choice(_VALUES[kind])
+
+
+def synthetic_cases(n: int, seed: int = 0) -> list[Case]:
+    """Templated fact-lookup cases with invented names, one same-kind distractor and filler passages."""
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        fact, question, kind = rng.choice(_RELATIONS)
+        entity, other = f"{_word(rng, 2)} {_word(rng, 2)}", f"{_word(rng, 2)} {_word(rng, 2)}"
+        answer = _value(rng, kind)
+        decoy = _value(rng, kind)
+        while decoy == answer:
+            decoy = _value(rng, kind)
+        passages = [fact.format(e=entity, x=answer), fact.format(e=other, x=decoy)]
+        passages += rng.sample(_FILLERS, rng.randint(1, 3))
+        rng.shuffle(passages)
+        gold = passages.index(fact.format(e=entity, x=answer))
+        cases.append(Case(question.format(e=entity), tuple(passages), gold, answer))
+    return cases
+
+
+def answered(answer: str, case: Case) -> bool:
+    """Whether an answer contains the expected text (case-insensitive)."""
+    return case.answer_contains.lower() in answer.lower()
+
+
+def choose_heads(
+    shares: Sequence[np.ndarray], reference: Sequence[int], counts: Sequence[int] = HEAD_COUNTS
+) -> tuple[tuple[Head, ...], np.ndarray, float]:
+    """Pick retrieval heads: rank heads by how often their top passage is the ``reference`` one, keep the best k.
+
+    ``shares`` holds one [layers, heads, answer_tokens, passages] array per case. k is the
+    count whose averaged heads match the reference most often (larger k on ties).
+    Returns (heads best first, per-head accuracy [layers, heads], accuracy of the chosen set).
+    """
+    per_case = [s.mean(axis=2) for s in shares]  # [layers, heads, passages]
+    hits = np.mean([np.argmax(s, axis=-1) == ref for s, ref in zip(per_case, reference, strict=True)], axis=0)
+    margin = np.mean([s[..., ref] for s, ref in zip(per_case, reference, strict=True)], axis=0)
+    order = np.lexsort((-margin.ravel(), -hits.ravel()))
+    n_heads = hits.shape[1]
+    ranked = [(int(i // n_heads), int(i % n_heads)) for i in order]
+    best: tuple[float, int] = (-1.0, 0)
+    for k in counts:
+        if k > len(ranked):
+            break
+        rows, cols = zip(*ranked[:k], strict=True)
+        accuracy = float(
+            np.mean(
+                [
+                    np.argmax(s[rows, cols].mean(axis=0)) == ref
+                    for s, ref in zip(per_case, reference, strict=True)
+                ]
+            )
+        )
+        if accuracy >= best[0]:
+            best = (accuracy, k)
+    return tuple(ranked[: best[1]]), hits, best[0]
+
+
+def calibrate(loaded: LoadedModel, n_cases: int = CALIBRATION_CASES, seed: int = 0) -> Calibration:
+    """Find the retrieval heads: those whose attention, while the answer is written, lands on its passage.
+
+    Each synthetic case is one forward pass with its known answer teacher-forced, so the
+    heads that fetch (copy) the answer from context are found without generating.
+    """
+    shares, reference = [], []
+    for case in synthetic_cases(n_cases, seed):
+        prompt = build_prompt(loaded, case.question, case.passages)
+        with loaded.lock:
+            answer_ids = np.asarray(
+                loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"]
+            )
+        attention, _ = passage_attention(loaded, prompt, answer_ids)
+        shares.append(passage_shares(attention.mass / np.clip(1.0 - attention.sink, 1e-6, None)[..., None]))
+        reference.append(case.gold)
+    heads, head_accuracy, accuracy = choose_heads(shares, reference)
+    return Calibration(loaded.info.name, heads, head_accuracy, len(shares), accuracy)
+
+
+def recipe_fingerprint(n_cases: int = CALIBRATION_CASES, seed: int = 0) -> str:
+    """Hash of what the synthetic cases and prompts are made from: templates, instruction, seed, count."""
+    recipe = json.dumps(
+        [CALIBRATION_VERSION, INSTRUCTION, _SYLLABLES, _VALUES, _RELATIONS, _FILLERS, HEAD_COUNTS, n_cases, seed]
+    )
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def _calibration_path(loaded: LoadedModel) -> Path:
+    """Cache file keyed by the model's fingerprint (weights, tokenizer, chat template) and the recipe."""
+    digest = hashlib.sha256(f"{loaded.fingerprint}|{recipe_fingerprint()}".encode()).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", loaded.info.name).strip("_")[-60:] or "model"
+    return cache_root() / "calibration" / f"{safe}-{digest}.json"
+
+
+def calibration(loaded: LoadedModel) -> Calibration:
+    """The model's retrieval heads: read from the disk cache, or calibrated once and saved."""
+    path = _calibration_path(loaded)
+    if path.exists():
+        data = json.loads(path.read_text())
+        return Calibration(
+            model_name=data["model_name"],
+            heads=tuple((int(layer), int(head)) for layer, head in data["heads"]),
+            head_accuracy=np.asarray(data["head_accuracy"]),
+            n_cases=int(data["n_cases"]),
+            accuracy=float(data["accuracy"]),
+        )
+    result = calibrate(loaded)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**asdict(result), "head_accuracy": result.head_accuracy.tolist()}
+    staging = path.with_suffix(".partial")
+    staging.write_text(json.dumps(payload))
+    staging.replace(path)  # atomic: a concurrent reader never sees half a file
+    return result

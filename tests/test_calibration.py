@@ -1,0 +1,63 @@
+"""Retrieval-head calibration: head choice, synthetic cases, and the fingerprint-keyed disk cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from attnviz.calibration import CALIBRATION_CASES, calibration, choose_heads, synthetic_cases
+from attnviz.loading import load_model
+
+
+def test_choose_heads_finds_the_head_that_points_at_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    shares, reference = [], []
+    for _ in range(12):
+        gold = int(rng.integers(3))
+        case = rng.dirichlet(np.ones(3), size=(2, 3, 2))  # [layers, heads, tokens, passages]
+        case[1, 2, :, :] = 0.05
+        case[1, 2, :, gold] = 0.9  # the retrieval head
+        shares.append(case)
+        reference.append(gold)
+    heads, hits, accuracy = choose_heads(shares, reference)
+    assert heads[0] == (1, 2)
+    assert hits[1, 2] == 1.0 and accuracy == 1.0
+
+
+def test_synthetic_cases_hold_their_answer_in_the_gold_passage() -> None:
+    cases = synthetic_cases(20, seed=1)
+    assert cases == synthetic_cases(20, seed=1)  # deterministic for the cache
+    for case in cases:
+        assert case.answer_contains in case.passages[case.gold]
+        assert sum(case.answer_contains in p for p in case.passages) == 1
+        assert 3 <= len(case.passages) <= 5
+
+
+def test_calibration_is_cached_on_disk(tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    loaded = tiny("llama")
+    first = calibration(loaded)  # tiny random model: heads are whatever scores best
+    files = list((tmp_path / "calibration").glob("*.json"))
+    assert len(files) == 1
+    assert json.loads(files[0].read_text())["heads"] == [list(h) for h in first.heads]
+    again = calibration(loaded)
+    assert again.heads == first.heads and again.n_cases == first.n_cases == CALIBRATION_CASES
+    assert 1 <= len(first.heads) <= loaded.n_layers * loaded.n_heads
+
+
+def test_calibration_cache_is_keyed_on_the_weights(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """Different weights under the same folder name never reuse stale heads."""
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    folder = tiny_model_dir("llama")
+    first = load_model(str(folder))
+    second = load_model(str(folder))
+    assert first.fingerprint == second.fingerprint
+    with torch.no_grad():
+        second.model.model.layers[0].self_attn.q_proj.weight.mul_(-1.0)
+    second.__dict__.pop("fingerprint", None)
+    assert second.fingerprint != first.fingerprint
+    calibration(first)
+    calibration(second)
+    assert len(list((tmp_path / "calibration").glob("*.json"))) == 2

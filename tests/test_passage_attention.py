@@ -1,0 +1,49 @@
+"""Attention into passages, reduced during the forward pass, equals sums of the full recorded weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attnviz.passage_attention import PassageAttention, aggregate, passage_attention
+from attnviz.passages import build_prompt
+from attnviz.trace import PromptError, record
+
+PASSAGES = ["The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten."]
+
+
+def test_aggregate_selects_heads_layers_sink_and_shares() -> None:
+    mass = np.zeros((2, 2, 1, 2))
+    mass[0, 0, 0] = [0.1, 0.3]
+    mass[1, 1, 0] = [0.4, 0.0]
+    sink = np.full((2, 2, 1), 0.5)
+    attention = PassageAttention(mass=mass, value_mass=mass * 2, sink=sink)
+    np.testing.assert_allclose(aggregate(attention, heads=[(0, 0)]), [[0.1, 0.3]])
+    np.testing.assert_allclose(aggregate(attention, layers=[1]), [[0.2, 0.0]])
+    np.testing.assert_allclose(aggregate(attention), [[0.125, 0.075]])
+    np.testing.assert_allclose(aggregate(attention, heads=[(0, 0)], exclude_sink=True), [[0.2, 0.6]])
+    np.testing.assert_allclose(aggregate(attention, heads=[(0, 0)], shares=True), [[0.25, 0.75]])
+    np.testing.assert_allclose(aggregate(attention, heads=[(0, 0)], value_weighted=True), [[0.2, 0.6]])
+    with pytest.raises(PromptError):
+        aggregate(attention, layers=[])
+
+
+def test_passage_attention_equals_sums_of_the_full_recorded_weights(tiny) -> None:
+    loaded = tiny("llama")
+    prompt = build_prompt(loaded, "Where is Paris?", PASSAGES)
+    answer_ids = np.array([100, 200, 300])
+    reduced, logprobs = passage_attention(loaded, prompt, answer_ids)
+    ids = torch.as_tensor(np.concatenate([prompt.ids, answer_ids]))[None]
+    outputs, full = record(loaded, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    weights = full.weights["decoder"][0]  # [layers, heads, n, n]
+    n_prompt = len(prompt.ids)
+    rows = weights[:, :, n_prompt - 1 : n_prompt + 2]
+    for index, (start, end) in enumerate(prompt.spans):
+        np.testing.assert_allclose(reduced.mass[..., index], rows[..., start:end].sum(-1), atol=1e-5)
+    np.testing.assert_allclose(reduced.sink, rows[..., 0], atol=1e-6)
+    assert reduced.mass.shape == (loaded.n_layers, loaded.n_heads, 3, len(PASSAGES))
+    expected = torch.log_softmax(outputs.logits[0, n_prompt - 1 : n_prompt + 2].float(), -1)
+    np.testing.assert_allclose(
+        logprobs, expected[torch.arange(3), torch.as_tensor(answer_ids)].numpy(), atol=1e-4
+    )

@@ -1,0 +1,126 @@
+"""Streamlit caching of models and results: the one place cache keys are built.
+
+``st.cache_resource`` keeps one LoadedModel per name for all sessions (its lock serialises
+use) and one Trace per :class:`Prompt`; ``st.cache_data`` keeps the small results derived
+from a trace, so moving a slider never re-runs the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+import attnviz
+from attnviz.ablation import AblationResult, ablate_heads
+from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
+from attnviz.attribution import Attribution, attribute
+from attnviz.grid import HeadGrid, head_grid
+from attnviz.hooks import Site, Stack
+from attnviz.loading import LoadedModel
+from attnviz.mask_runs import MaskComparison, ModelMasks, compare_mask, read_masks
+from attnviz.stats import HeadStats, head_stats, induction_scores
+from attnviz.trace import Messages, Trace, stack_view, trace
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What one trace is of: a model and either plain text or a chat message (plus decoder text)."""
+
+    model: str
+    text: str
+    chat: bool = False
+    target: str | None = None
+
+    @property
+    def messages(self) -> Messages | None:
+        return [{"role": "user", "content": self.text}] if self.chat else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load(name: str) -> LoadedModel:
+    """The shared model for ``name`` (no st elements inside: cached functions replay them)."""
+    return attnviz.load_model(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3, ttl=3600)
+def prompt_trace(prompt: Prompt) -> Trace:
+    """Trace once per prompt.
+
+    A resource cache, not a data cache: a 1,024-token SmolLM2 trace is 1.1 GB, which
+    ``st.cache_data`` would pickle and copy on every rerun. The arrays are made
+    read-only so the one shared Trace cannot be changed by a page.
+    """
+    result = trace(
+        load(prompt.model), None if prompt.chat else prompt.text, messages=prompt.messages, target=prompt.target
+    )
+    for array in (result.attention, result.decoder_attention, result.cross_attention):
+        if array is not None:
+            array.flags.writeable = False
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def grid(prompt: Prompt, stack: Stack) -> HeadGrid:
+    """Thumbnails of every head of one stack (small: the browser never gets the full tensor)."""
+    traced = prompt_trace(prompt)
+    view = stack_view(traced, stack)
+    return head_grid(view.attention, view.layers, traced.heads)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def statistics(prompt: Prompt, stack: Stack) -> HeadStats:
+    """Entropy, distance, first-token and previous-token statistics of every head of one stack."""
+    traced = prompt_trace(prompt)
+    view = stack_view(traced, stack)
+    return head_stats(view.attention, view.layers, traced.heads, self_attention=stack != "cross")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def induction(model: str) -> np.ndarray:
+    """Induction score [layers, heads] of the model's main stack, on repeated random tokens."""
+    return induction_scores(load(model))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def norms(prompt: Prompt, stack: Stack) -> ValueNorms:
+    """‖f_h(x_k)‖ for every head of one stack (one extra forward pass)."""
+    return value_norms(load(prompt.model), prompt_trace(prompt), stack)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def aggregate(prompt: Prompt, stack: Stack, name: str, layer: int) -> np.ndarray:
+    """The [queries, keys] map of one aggregate (see attnviz.aggregate.AGGREGATES)."""
+    value = norms(prompt, stack) if name == "value-norm weighted" else None
+    return aggregate_map(stack_view(prompt_trace(prompt), stack), name, layer, value)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def ablation(prompt: Prompt, sites: tuple[tuple[Site, tuple[int, ...]], ...], k: int) -> AblationResult:
+    """Top-k next tokens with and without the heads of ``sites`` switched off."""
+    return ablate_heads(load(prompt.model), prompt_trace(prompt), dict(sites), k)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)  # two runs' attention: ~35 MB at 128 tokens
+def mask_comparison(model: str, input_ids: tuple[int, ...], allowed: np.ndarray) -> MaskComparison:
+    """The prompt's run with the model's own mask next to the run under ``allowed``, once per mask."""
+    return compare_mask(load(model), input_ids, allowed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def model_masks(model: str, prompts: tuple[Prompt, ...]) -> ModelMasks:
+    """Masks the model applied to a batch of prompts of one model (all with the same decoder text)."""
+    batch = [p.messages if p.chat else p.text for p in prompts]
+    return read_masks(load(model), batch, prompts[0].target if prompts else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def attribution(
+    model: str, question: str, passages: tuple[str, ...], methods: tuple[str, ...], max_new_tokens: int
+) -> Attribution:
+    """Answer and attribution of a question over passages (calibrates the model's heads on first use)."""
+    return attribute(load(model), question, list(passages), method=methods, max_new_tokens=max_new_tokens)
