@@ -119,7 +119,7 @@ def test_ablation_compares_predictions() -> None:
     baseline = at.dataframe[0].value
     assert baseline["token"].iloc[0].strip() == "Paris"
     at.multiselect(key="ablate").set_value(
-        [f"L{layer}.H{head}" for layer in range(4) for head in range(9)]
+        [(layer, head) for layer in range(4) for head in range(9)]
     ).run()
     assert_clean(at)
     ablated = at.dataframe[1].value
