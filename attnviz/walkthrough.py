@@ -406,25 +406,3 @@ def steps(walk: Walkthrough, head: int = 0) -> tuple[Step, ...]:
              (Matrix("attention output", walk.output, t, d_model),)),
     ]  # fmt: skip
     return tuple(result)
-
-
-@dataclass(frozen=True)
-class Saturation:
-    """How peaked softmax gets as d_k grows: mean largest weight [dims] over random rows, unscaled vs scaled."""
-
-    dims: tuple[int, ...]
-    unscaled: np.ndarray
-    scaled: np.ndarray
-
-
-def saturation(dims: tuple[int, ...] = (2, 8, 32, 128, 512), keys: int = 8, rows: int = 256) -> Saturation:
-    """Mean max softmax weight of random unit-variance q·k rows of ``keys`` keys, with and without 1/√d_k."""
-    generator = torch.Generator().manual_seed(0)
-    unscaled, scaled = [], []
-    for d in dims:
-        scores = (
-            torch.randn(rows, 1, d, generator=generator) * torch.randn(rows, keys, d, generator=generator)
-        ).sum(-1)
-        unscaled.append(float(torch.softmax(scores, -1).max(-1).values.mean()))
-        scaled.append(float(torch.softmax(scores / math.sqrt(d), -1).max(-1).values.mean()))
-    return Saturation(dims, np.array(unscaled), np.array(scaled))

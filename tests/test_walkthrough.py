@@ -73,12 +73,6 @@ def test_steps_cover_every_stage_and_rows_sum_to_one() -> None:
         walkthrough.steps(walk, head=2)
 
 
-def test_saturation_grows_without_scaling_only() -> None:
-    result = walkthrough.saturation()
-    assert np.all(np.diff(result.unscaled) > 0) and result.unscaled[-1] > 0.9
-    assert result.scaled.max() < 0.5
-
-
 @pytest.mark.slow
 def test_smollm2_first_layer_equals_traced_weights(smollm2: LoadedModel) -> None:
     walk = walkthrough.first_layer(smollm2, SENTENCE)
