@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz import masks, variants
+from attnviz import masks, variants, walkthrough
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,25 @@ def saturation(dims: tuple[int, ...] = (2, 8, 32, 128, 512), keys: int = 8, rows
         unscaled.append(float(torch.softmax(scores, -1).max(-1).values.mean()))
         scaled.append(float(torch.softmax(scores / math.sqrt(d), -1).max(-1).values.mean()))
     return Saturation(dims, np.array(unscaled), np.array(scaled))
+
+
+@dataclass(frozen=True)
+class CrossAttention:
+    """Toy cross-attention: ``weights`` [heads, n, m] of ``queries`` (n tokens) reading ``keys`` (m tokens)."""
+
+    queries: tuple[str, ...]
+    keys: tuple[str, ...]
+    weights: np.ndarray
+
+
+def toy_cross_attention(sentence: str, source: str) -> CrossAttention:
+    """The toy's heads with queries from ``sentence`` and keys/values from ``source`` (a translator's view)."""
+    target, context = walkthrough.toy(sentence, "none"), walkthrough.toy(source, "none")
+    matrices = (torch.tensor(m) for m in (target.w_q, target.w_k, target.w_v, target.w_o))
+    _, weights = variants.multi_head(
+        torch.tensor(target.x), torch.tensor(context.x), *matrices, target.n_heads
+    )
+    return CrossAttention(target.tokens, context.tokens, weights.numpy())
 
 
 @dataclass(frozen=True)

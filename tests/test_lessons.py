@@ -44,3 +44,9 @@ def test_measure_cost_reports_every_kind_and_length() -> None:
     assert seen[-1] == 1.0 and len(seen) == 6
     assert cost.score_bytes[0].tolist() == [4 * 16 * 16, 4 * 64 * 64]
     assert (cost.score_bytes[1:, 1] < cost.score_bytes[0, 1]).all()  # sparse kinds allocate fewer scores
+
+
+def test_toy_cross_attention_reads_the_other_sentence() -> None:
+    result = lessons.toy_cross_attention("the cat sleeps", "le chat dort bien")
+    assert result.weights.shape == (2, 3, 4) and result.keys == ("le", "chat", "dort", "bien")
+    assert np.allclose(result.weights.sum(-1), 1)
