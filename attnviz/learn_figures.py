@@ -23,11 +23,11 @@ SIGNED_COLOURS = "RdBu_r"
 MASKED_COLOUR = "#d9d9d9"
 
 
-def readable(figure: go.Figure, large: bool, height: int | None = None) -> go.Figure:
-    """Common layout: tight margins; in presenter mode 20 px fonts and pure black text."""
+def readable(figure: go.Figure, large: bool, height: int | None = None, top: int = 50) -> go.Figure:
+    """Common layout: tight margins (``top`` for the title); in presenter mode 20 px fonts and pure black text."""
     figure.update_layout(
         font={"size": 20 if large else 13, "color": "#000000" if large else None},
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
         paper_bgcolor="#ffffff",
     )
     if height is not None:
@@ -71,8 +71,9 @@ def step_matrix(matrix: Matrix, large: bool = False) -> go.Figure:
     figure.update_yaxes(autorange="reversed", type="category")
     figure.update_xaxes(type="category", side="top", tickangle=-45 if len(cols) > 8 else 0)
     figure.update_layout(title=safe_label(matrix.name), plot_bgcolor=MASKED_COLOUR)
-    height = min(620, max(260, (44 if large else 34) * len(rows) + 140))
-    return readable(figure, large, height)
+    figure.update_layout(title_y=0.98, title_yanchor="top")  # the title sits above the top tick labels
+    height = min(400 if large else 620, max(260, (40 if large else 34) * len(rows) + 150))
+    return readable(figure, large, height, top=90)
 
 
 def tiles_figure(
@@ -100,7 +101,8 @@ def tiles_figure(
     figure.update_xaxes(type="category", side="top")
     figure.update_layout(title=f"Tile {upto} of {len(states)}: keys {current.start}–{current.stop - 1}")
     figure.update_layout(plot_bgcolor=MASKED_COLOUR)
-    return readable(figure, large, min(560, max(280, 36 * n + 140)))
+    figure.update_layout(title_y=0.98, title_yanchor="top")
+    return readable(figure, large, min(560, max(280, 36 * n + 160)), top=90)
 
 
 def saturation_figure(result: Saturation, current_dim: int | None = None, large: bool = False) -> go.Figure:

@@ -35,8 +35,9 @@ PRESENTER_CSS = """<style>
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.45rem; line-height: 1.45; }
 [data-testid="stWidgetLabel"] p { font-size: 1.2rem; font-weight: 600; }
 h1 { font-size: 2.3rem !important; } h2, h3 { font-size: 1.8rem !important; color: #000000; }
-.stButton button { font-size: 1.3rem; font-weight: 700; padding: 0.4rem 1.4rem; border: 2px solid #000000; }
-[data-testid="stMainBlockContainer"] { padding-top: 1.2rem; padding-left: 1.5rem; padding-right: 1.5rem; }
+.stButton button { font-size: 1.3rem; font-weight: 700; padding: 0.3rem 0.6rem; white-space: nowrap; border: 2px solid #000000; }
+[data-testid="stMainBlockContainer"] { padding-top: 0.8rem; padding-left: 1.5rem; padding-right: 1.5rem; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], header[data-testid="stHeader"] { display: none; }
 </style>"""
 
 
@@ -102,18 +103,20 @@ def step_by_step(walk: Walkthrough, head: int, presenter: bool, model: str, sent
     """Previous/next through the steps; each a labelled matrix and one sentence."""
     shown = steps(walk, head)
     index = min(st.session_state.get("learn_step", 0), len(shown) - 1)
-    back, where, forward = st.columns([1, 4, 1])
+    back, where, forward = st.columns([1.3, 4, 1.3], vertical_alignment="center")
     back.button("◀ Previous", key="learn_prev", disabled=index == 0, on_click=go_to, args=(index - 1,), width="stretch")  # fmt: skip
     forward.button("Next ▶", key="learn_next", disabled=index == len(shown) - 1, on_click=go_to, args=(index + 1,), width="stretch")  # fmt: skip
     step = shown[index]
-    where.markdown(f"**Step {index + 1} of {len(shown)}**")
-    st.subheader(step.title)
+    where.subheader(f"Step {index + 1} of {len(shown)}: {step.title}")
     st.markdown(plain(step.explanation))
     if step.key == "softmax" and not predict_then_reveal(walk, head):
         return
     columns = st.columns(len(step.matrices))
     for column, matrix in zip(columns, step.matrices):
-        column.plotly_chart(learn_figures.step_matrix(matrix, presenter), key=f"learn_m_{step.key}_{matrix.name}")
+        column.plotly_chart(
+            learn_figures.step_matrix(matrix, presenter), key=f"learn_m_{step.key}_{matrix.name}",
+            config={"displayModeBar": False},
+        )  # fmt: skip
     if step.key == "softmax":
         reveal_answer(walk, head)
     if step.key == "scale" and st.toggle("Show why: softmax saturation as d_k grows", key="learn_why",
@@ -207,19 +210,20 @@ def cost_section(presenter: bool) -> None:
     st.dataframe(table)
 
 
-presenter = st.sidebar.toggle("Presenter mode", key="learn_presenter",
-                              help="Large fonts, high contrast, fewer controls: for a projector (1280×720).")  # fmt: skip
+model = model_picker()
+presenter = bool(st.session_state.get("learn_presenter"))
 if presenter:
     st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
-model = model_picker()
-st.title("Learn: attention step by step")
-source = st.radio("Numbers from", SOURCES, horizontal=True, key="learn_source",
-                  help="The toy has small readable numbers; the model shows its real first layer.")  # fmt: skip
-sentence = st.text_input(
+else:
+    st.title("Learn: attention step by step")
+sentence_col, source_col = st.columns([3, 2])
+sentence = sentence_col.text_input(
     "Sentence", DEFAULT_SENTENCE, max_chars=MAX_CHARS, key="learn_sentence",
     help=f"Short: the toy takes {MAX_TOY_WORDS} words, the model {MAX_MODEL_TOKENS} tokens.",
 ).strip()  # fmt: skip
-mask_col, scale_col, temp_col, head_col = st.columns([2, 2, 2, 1])
+source = source_col.selectbox("Numbers from", SOURCES, key="learn_source",
+                              help="The toy has small readable numbers; the model shows its real first layer.")  # fmt: skip
+mask_col, scale_col, temp_col, head_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
 mask = mask_col.selectbox("Mask", MASK_CHOICES, index=1, key="learn_mask",
                           help="Which keys each query may read: padding adds two [pad] tokens nobody reads.")  # fmt: skip
 scaled = scale_col.toggle("Scale by 1/√d_k", True, key="learn_scaled",
@@ -234,7 +238,10 @@ head = 0 if presenter else head_col.selectbox("Head", range(walk.n_heads), key="
                                               help="Query heads of this layer.")  # fmt: skip
 if len(walk.tokens) - walk.padding == 1:
     st.info("With one token, attention has only itself to read: every weight is 1. Add words to see a choice.")
-section = st.radio("Section", SECTIONS, horizontal=True, key="learn_section", label_visibility="collapsed")
+section_col, presenter_col = st.columns([4, 1], vertical_alignment="center")
+section = section_col.radio("Section", SECTIONS, horizontal=True, key="learn_section", label_visibility="collapsed")
+presenter_col.toggle("Presenter mode", key="learn_presenter",
+                     help="Large fonts, high contrast, fewer controls: for a projector (1280×720).")  # fmt: skip
 if section == SECTIONS[0]:
     step_by_step(walk, head, presenter, model, sentence)
 elif section == SECTIONS[1]:

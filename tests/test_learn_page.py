@@ -34,7 +34,7 @@ def step_through(at: AppTest) -> list[str]:
     titles = []
     while True:
         assert not at.exception, at.exception
-        titles.append(at.subheader[0].value)
+        titles.append(at.subheader[0].value.split(": ", 1)[1])
         if at.button(key="learn_next").disabled:
             return titles
         at.button(key="learn_next").click().run()
@@ -52,7 +52,7 @@ def test_toy_steps_predict_reveal_and_numbers() -> None:
     np.testing.assert_allclose(chart_z(at), walk.output, atol=1e-6)  # W_O output, head-independent
     for _ in range(3):
         at.button(key="learn_prev").click().run()
-    assert at.subheader[0].value == "Softmax, row by row"
+    assert at.subheader[0].value == "Step 6 of 9: Softmax, row by row"
     assert not at.get("plotly_chart") and "Predict first" in at.info[0].value
     at.selectbox(key="learn_guess").set_value(4)
     at.button(key="learn_reveal").click().run()
@@ -72,7 +72,7 @@ def test_every_mask_temperature_head_and_scale(mask: str) -> None:
     at.toggle(key="learn_scaled").set_value(False).run()
     for _ in range(4):
         at.button(key="learn_next").click().run()
-    assert at.subheader[0].value == f"Mask: {mask}"
+    assert at.subheader[0].value == f"Step 5 of 9: Mask: {mask}"
     walk = walkthrough.toy(SENTENCE, mask, scaled=False, temperature=2.0)
     np.testing.assert_allclose(chart_z(at), np.where(walk.mask, walk.scaled[1], np.nan), atol=1e-6)
 
@@ -81,14 +81,14 @@ def test_scale_step_shows_saturation() -> None:
     at = open_page("learn")
     for _ in range(3):
         at.button(key="learn_next").click().run()
-    assert at.subheader[0].value.startswith("Scale")
+    assert at.subheader[0].value.startswith("Step 4 of 9: Scale")
     at.toggle(key="learn_why").set_value(True).run()
     assert len(at.get("plotly_chart")) == 2 and not at.exception
 
 
 def test_model_steps_end_with_the_check(smollm2) -> None:
     at = open_page("learn")
-    at.radio(key="learn_source").set_value(MODEL_SOURCE).run()
+    at.selectbox(key="learn_source").set_value(MODEL_SOURCE).run()
     titles = step_through(at)
     assert titles[2] == "Rotary position embedding" and len(titles) == 10
     check = at.success[0].value.replace("\\", "")
@@ -147,7 +147,7 @@ def test_presenter_mode_has_fewer_controls_and_static_css() -> None:
 def test_bad_sentences_get_clear_messages(sentence: str, source: str, message: str) -> None:
     at = open_page("learn")
     if source == "model":
-        at.radio(key="learn_source").set_value(MODEL_SOURCE)
+        at.selectbox(key="learn_source").set_value(MODEL_SOURCE)
     at.text_input(key="learn_sentence").set_value(sentence).run()
     assert not at.exception
     shown = [e.value for e in at.error] + [w.value for w in at.warning]
@@ -164,6 +164,6 @@ def test_one_token_and_hostile_token_text() -> None:
 
 def test_encoder_model_is_refused_clearly() -> None:
     at = open_page("learn", model="minilm-l6")
-    at.radio(key="learn_source").set_value(MODEL_SOURCE).run()
+    at.selectbox(key="learn_source").set_value(MODEL_SOURCE).run()
     assert not at.exception
     assert "encoder" in at.warning[0].value and "toy" in at.warning[0].value
