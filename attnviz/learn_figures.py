@@ -30,6 +30,10 @@ def readable(figure: go.Figure, large: bool, height: int | None = None, top: int
         margin={"l": 10, "r": 10, "t": top, "b": 10},
         paper_bgcolor="#ffffff",
     )
+    if large:  # Streamlit's chart theme sets its own small fonts for ticks and titles: override them
+        figure.update_xaxes(tickfont={"size": 18, "color": "#000000"}, title_font={"size": 18})
+        figure.update_yaxes(tickfont={"size": 18, "color": "#000000"}, title_font={"size": 18})
+        figure.update_layout(title_font={"size": 22, "color": "#000000"}, legend_font={"size": 18})
     if height is not None:
         figure.update_layout(height=height)
     return figure
@@ -68,12 +72,12 @@ def step_matrix(matrix: Matrix, large: bool = False) -> go.Figure:
             xgap=1, ygap=1, colorbar={"thickness": 12}, **scale,
         )
     )  # fmt: skip
-    figure.update_yaxes(autorange="reversed", type="category")
-    figure.update_xaxes(type="category", side="top", tickangle=-45 if len(cols) > 8 else 0)
+    figure.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    figure.update_xaxes(type="category", side="top", tickangle=-45 if len(cols) > 8 else 0, showgrid=False)
     figure.update_layout(title=safe_label(matrix.name), plot_bgcolor=MASKED_COLOUR)
     figure.update_layout(title_y=0.98, title_yanchor="top")  # the title sits above the top tick labels
-    height = min(400 if large else 620, max(260, (40 if large else 34) * len(rows) + 150))
-    return readable(figure, large, height, top=90)
+    height = min(400, 40 * len(rows) + 100) if large else min(620, max(260, 34 * len(rows) + 150))
+    return readable(figure, large, height, top=75 if large else 90)
 
 
 def tiles_figure(
@@ -97,8 +101,8 @@ def tiles_figure(
         type="rect", x0=current.start - 0.5, x1=current.stop - 0.5, y0=-0.5, y1=n - 0.5,
         line={"color": "#000000", "width": 4}, xref="x", yref="y",
     )  # fmt: skip
-    figure.update_yaxes(autorange="reversed", type="category")
-    figure.update_xaxes(type="category", side="top")
+    figure.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    figure.update_xaxes(type="category", side="top", showgrid=False)
     figure.update_layout(title=f"Tile {upto} of {len(states)}: keys {current.start}–{current.stop - 1}")
     figure.update_layout(plot_bgcolor=MASKED_COLOUR)
     figure.update_layout(title_y=0.98, title_yanchor="top")

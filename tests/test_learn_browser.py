@@ -38,3 +38,24 @@ def test_learn_page_steps_reveals_and_presents(page, app_url: str) -> None:
     screenshot(page, "learn_presenter")
     assert not page.dialogs
     assert all(url.startswith("https://fonts.gstatic.com/") for url in page.blocked_requests)
+
+
+def test_learn_flash_and_variants_sections_draw(page, app_url: str) -> None:
+    page.goto(app_url)
+    wait_idle(page)
+    page.goto(f"{app_url}/learn")
+    page.get_by_text("Step 1 of 9").wait_for()
+    page.get_by_text("FlashAttention", exact=True).click()
+    page.get_by_text("max |online − full softmax| output").wait_for()
+    page.set_viewport_size({"width": 1400, "height": 1500})  # Streamlit scrolls inside; show the whole section
+    wait_idle(page)
+    assert page.locator(".js-plotly-plot").count() == 1
+    screenshot(page, "learn_flash")
+    page.get_by_text("Variants", exact=True).click()
+    page.get_by_text("Local and strided sparse attention").wait_for(timeout=180_000)
+    wait_idle(page)
+    page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside; show the whole section
+    wait_idle(page)
+    assert page.locator(".js-plotly-plot").count() == 5
+    screenshot(page, "learn_variants")
+    assert not page.dialogs
