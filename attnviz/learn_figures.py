@@ -17,7 +17,7 @@ from attnviz.lessons import Cost, PositionSimilarity, Saturation
 from attnviz.variants import TileState
 from attnviz.walkthrough import Matrix
 
-MAX_TEXT_CELLS = 400
+MAX_TEXT_COLUMNS = 18  # wider matrices (a model's 64-dimension heads) show numbers on hover only
 WEIGHT_COLOURS = "Blues"
 SIGNED_COLOURS = "RdBu_r"
 MASKED_COLOUR = "#d9d9d9"
@@ -59,7 +59,7 @@ def step_matrix(matrix: Matrix, large: bool = False) -> go.Figure:
     shown = np.where(np.isfinite(values), values, np.nan)
     rows = _labels(matrix.rows)
     cols = _labels(matrix.cols) if matrix.weights or matrix.cols == matrix.rows else list(matrix.cols)
-    with_text = values.size <= MAX_TEXT_CELLS
+    with_text = values.shape[1] <= MAX_TEXT_COLUMNS
     scale = {"zmin": 0.0, "zmax": 1.0, "colorscale": WEIGHT_COLOURS} if matrix.weights else {
         "zmid": 0.0, "colorscale": SIGNED_COLOURS,
     }  # fmt: skip

@@ -151,6 +151,8 @@ def step_by_step(walk: Walkthrough, head: int, presenter: bool, model: str, sent
             key=f"learn_m_{step.key}_{matrix.name}",
             config={"displayModeBar": False},
         )
+    if any(m.values.shape[1] > learn_figures.MAX_TEXT_COLUMNS for m in step.matrices):
+        st.caption("Too many columns to print every number: hover a cell to read it.")
     if step.key == "softmax":
         reveal_answer(walk, head)
     if step.key == "scale" and st.toggle(
