@@ -69,7 +69,7 @@ def step_matrix(matrix: Matrix, large: bool = False) -> go.Figure:
             texttemplate="%{text}" if with_text else None,
             textfont={"size": 18 if large else 12},
             hovertemplate="row %{y}<br>column %{x}<br>value %{z:.4f}<extra></extra>",
-            xgap=1, ygap=1, colorbar={"thickness": 12}, **scale,
+            xgap=1 if with_text else 0, ygap=1, colorbar={"thickness": 12}, **scale,
         )
     )  # fmt: skip
     figure.update_yaxes(autorange="reversed", type="category", showgrid=False)
@@ -137,7 +137,7 @@ def position_figure(result: PositionSimilarity, large: bool = False) -> go.Figur
 
 def cost_figure(cost: Cost, large: bool = False) -> go.Figure:
     """Measured time and score memory against length, next to O(n²) and O(n√n) curves through the last point."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("time (best of 3)", "score matrix memory"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("time (best run)", "score matrix memory"))
     n = np.array(cost.lengths, dtype=float)
     for column, (values, unit) in enumerate(
         ((cost.seconds * 1000, "ms"), (cost.score_bytes / 2**20, "MiB")), 1

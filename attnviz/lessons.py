@@ -149,10 +149,12 @@ class Cost:
 def measure_cost(
     lengths: tuple[int, ...] = (128, 256, 512, 1024),
     head_dim: int = 64,
-    repeats: int = 3,
+    repeats: int = 7,
     progress: Callable[[float], None] | None = None,
 ) -> Cost:
     """Time one head's attention at each length: full (dense n×n) and the two sparse kinds (gathered keys only).
+
+    The best of ``repeats`` runs after a warm-up: on a shared machine the minimum is the least disturbed.
 
     ``score_bytes`` is the float32 score matrix each one really allocates.
     """
@@ -164,6 +166,9 @@ def measure_cost(
         q, k, v = (torch.randn(n, head_dim, generator=generator) for _ in range(3))
         for i, kind in enumerate(COST_KINDS):
             allowed = sparse_pattern(kind, n)
+            _attention_of(
+                kind, q, k, v, allowed
+            )  # warm-up: first-call allocations are not the algorithm's cost
             timings = []
             for _ in range(repeats):
                 start = time.perf_counter()

@@ -298,7 +298,9 @@ def cost_section(presenter: bool) -> None:
         "a √n sliding window or √n strided pattern computes only the kept ones (n√n)."
     )
     if st.button(
-        "Measure on this machine", key="learn_measure", help="About ten seconds: 4 lengths × 3 kinds."
+        "Measure on this machine",
+        key="learn_measure",
+        help="A few seconds: 4 lengths × 3 kinds, best of 7 runs each.",
     ):
         bar = st.progress(0.0, text="Measuring…")
         st.session_state.learn_cost = lessons.measure_cost(
@@ -310,6 +312,11 @@ def cost_section(presenter: bool) -> None:
         st.info("Press the button to measure.")
         return
     st.plotly_chart(learn_figures.cost_figure(cost, presenter), key="learn_cost_chart")
+    st.caption(
+        "Memory is exact (the score matrix each one allocates). Times are one live run on a shared machine, so they "
+        "are noisy; and dense matrix products are so well optimised that gathering sparse keys only pays off at "
+        "long lengths or with dedicated kernels."
+    )
     table = pd.DataFrame(cost.seconds * 1000, index=cost.kinds, columns=[f"n={n} (ms)" for n in cost.lengths])
     st.dataframe(table)
 
