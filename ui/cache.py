@@ -23,6 +23,7 @@ from attnviz.loading import LoadedModel
 from attnviz.mask_runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.stats import HeadStats, head_stats, induction_scores
 from attnviz.trace import Messages, Trace, stack_view, trace
+from attnviz.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -84,6 +85,26 @@ def statistics(prompt: Prompt, stack: Stack) -> HeadStats:
 def induction(model: str) -> np.ndarray:
     """Induction score [layers, heads] of the model's main stack, on repeated random tokens."""
     return induction_scores(load(model))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def toy_walkthrough(sentence: str, mask_choice: str, scaled: bool, temperature: float) -> Walkthrough:
+    """The Learn page's toy walkthrough (tiny: 6 numbers per token)."""
+    return toy(sentence, mask_choice, scaled, temperature)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_walkthrough(
+    model: str, sentence: str, mask_choice: str, scaled: bool, temperature: float
+) -> Walkthrough:
+    """The loaded decoder's first layer recomputed step by step (at most 16 tokens)."""
+    return first_layer(load(model), sentence, mask_choice, scaled, temperature)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def walkthrough_check(model: str, sentence: str, mask_choice: str) -> Verification:
+    """The recomputed first layer against the model's own weights and output."""
+    return verify(load(model), sentence, mask_choice)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

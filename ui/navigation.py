@@ -20,6 +20,10 @@ class PageEntry:
 PAGES = (
     PageEntry("pages/home.py", "Home", "What attnviz is, the models ready offline, where to start.", default=True),
     PageEntry(
+        "pages/learn.py", "Learn",
+        "How attention works step by step, on a toy or the loaded model's first layer; variants, FlashAttention, cost.",
+    ),
+    PageEntry(
         "pages/explore.py", "Explore",
         "Every layer and head of a prompt at a glance, one head in detail, aggregates, head statistics, ablation.",
     ),
