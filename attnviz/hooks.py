@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -166,19 +167,22 @@ def _additive(allowed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed.to(like.device), zero, blocked)[None, None]
 
 
-def _causal(
-    module: nn.Module, query: torch.Tensor, key: torch.Tensor, is_causal: object
-) -> torch.Tensor | None:
-    """The boolean [q, k] mask SDPA's ``is_causal`` applies when the model skipped its mask, else None.
+def _causal(module: nn.Module, query: torch.Tensor, key: torch.Tensor, is_causal: object) -> torch.Tensor | None:
+    """The additive mask SDPA's ``is_causal`` stands for when the model skipped its mask, else None.
 
     Mirrors ``sdpa_attention_forward``: causal when more than one query, no mask, and the
     layer is causal; upper-left aligned like torch's ``is_causal``.
     """
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     q_len, k_len = query.shape[-2], key.shape[-2]
-    if q_len > 1 and causal:
-        return torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
-    return None
+    return _causal_mask(q_len, k_len, query.dtype, query.device) if q_len > 1 and causal else None
+
+
+@functools.lru_cache(maxsize=1)
+def _causal_mask(q_len: int, k_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Eager's additive causal mask [1, 1, q, k], built once per shape (every recorded layer reuses it)."""
+    allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril()
+    return _additive(allowed, torch.empty((), dtype=dtype, device=device))
 
 
 def attnviz_attention(
@@ -219,11 +223,8 @@ def attnviz_attention(
     if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
         q_len, k_len = scores.shape[-2:]
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
-    elif (
-        attention_mask is None
-        and (causal := _causal(module, query, key, kwargs.get("is_causal"))) is not None
-    ):
-        attention_mask = _additive(causal, scores)
+    elif attention_mask is None:
+        attention_mask = _causal(module, query, key, kwargs.get("is_causal"))
     if attention_mask is not None:
         attention_mask = attention_mask[..., : key.shape[-2]]
         scores.add_(attention_mask)
