@@ -1,17 +1,19 @@
-"""Command line: ``python -m attnviz models | trace | attribute``."""
+"""Command line: ``python -m attnviz models | prepare | trace | attribute``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from attnviz.attribution import attribute
-from attnviz.loading import DEFAULT_MODEL, ModelLoadError, describe_builtins, load_model
+from attnviz.calibration import calibration
+from attnviz.loading import BUILTINS, DEFAULT_MODEL, ModelLoadError, describe_builtins, load_model
 from attnviz.trace import PromptError, trace
 
 
@@ -19,6 +21,28 @@ def _models(_: argparse.Namespace) -> int:
     for row in describe_builtins():
         status = "available" if row["available"] else "missing (run the set-up command)"
         print(f"{row['name']:<24} {status:<34} {row['description']}")
+    return 0
+
+
+def _prepare(_: argparse.Namespace) -> int:
+    """Convert every installed built-in model and calibrate the chat model's retrieval heads, once.
+
+    Both are cached on disk, so a second run only loads the models (a few seconds) and the
+    app's first page never waits on them.
+    """
+    say = lambda message: print(f"[prepare] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    installed = [row["name"] for row in describe_builtins() if row["available"]]
+    for number, name in enumerate(installed, start=1):
+        start = time.perf_counter()
+        say(f"{number}/{len(installed)} {name}: converting once (first time ~15 s), then loading")
+        loaded = load_model(name, progress=say)
+        if loaded.info.has_chat_template:
+            say(f"{name}: finding retrieval heads for Sources (first time ~2 min)")
+            say(f"{name}: {len(calibration(loaded).heads)} retrieval heads")
+        say(f"{name}: ready ({time.perf_counter() - start:.1f} s)")
+    missing = sorted(set(BUILTINS) - set(installed))
+    if missing:
+        say(f"not installed (run the set-up command): {', '.join(missing)}")
     return 0
 
 
@@ -66,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the built-in models and whether each is installed")
+    commands.add_parser("prepare", help="convert the built-in models and calibrate the chat model (once)")
     trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights to .npz")
     trace_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
     trace_cmd.add_argument("--text", required=True, help="the prompt")
@@ -80,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": _models,
+    "prepare": _prepare,
     "trace": _trace,
     "attribute": _attribute,
 }

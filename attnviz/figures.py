@@ -85,7 +85,7 @@ def attention_heatmap(
             # Log scale colours log10 values; hover still shows the weight itself.
             customdata=matrix if log_scale else None,
             hovertemplate="query %{y}<br>key %{x}<br>" + value_name
-            + (" %{customdata:.4f}" if log_scale else " %{z:.4f}") + "<extra></extra>",
+            + (" %{customdata:.3g}" if log_scale else " %{z:.3g}") + "<extra></extra>",
             colorscale=colorscale,
             colorbar={"title": f"log10 {value_name}" if log_scale else value_name},
         )
@@ -110,7 +110,7 @@ def token_bar(values: np.ndarray, tokens: Sequence[str], *, title: str = "", val
             x=list(range(len(tokens))),
             y=np.asarray(values, dtype=np.float32),
             customdata=labels,
-            hovertemplate="%{customdata}<br>" + value_name + " %{y:.4f}<extra></extra>",
+            hovertemplate="%{customdata}<br>" + value_name + " %{y:.3g}<extra></extra>",
         )
     )
     figure.update_xaxes(

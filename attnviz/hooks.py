@@ -7,7 +7,8 @@ scaling, softcap, T5 position bias, additive masks carrying causal, padding and
 sliding windows, float32 softmax) and applies the :class:`Hooks` active in the
 calling context: record weights, zero chosen heads, or replace the mask.
 Layers no hook touches take torch's fused SDPA kernel, so recording one layer costs
-about one plain forward.
+about one plain forward: our mask function skips the causal mask exactly when SDPA's
+own would (``is_causal`` stands in), and the eager maths rebuild it only where needed.
 
 Hooks live in a ``ContextVar``, so concurrent app sessions sharing one model never
 see each other's hooks. SDPA and eager agree to well below display precision.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 IMPLEMENTATION = "attnviz"
 
@@ -165,6 +167,24 @@ def _additive(allowed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed.to(like.device), zero, blocked)[None, None]
 
 
+def _causal(module: nn.Module, query: torch.Tensor, key: torch.Tensor, is_causal: object) -> torch.Tensor | None:
+    """The additive mask SDPA's ``is_causal`` stands for when the model skipped its mask, else None.
+
+    Mirrors ``sdpa_attention_forward``: causal when more than one query, no mask, and the
+    layer is causal; upper-left aligned like torch's ``is_causal``.
+    """
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    return _causal_mask(q_len, k_len, query.dtype, query.device) if q_len > 1 and causal else None
+
+
+@functools.lru_cache(maxsize=1)
+def _causal_mask(q_len: int, k_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Eager's additive causal mask [1, 1, q, k], built once per shape (every recorded layer reuses it)."""
+    allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril()
+    return _additive(allowed, torch.empty((), dtype=dtype, device=device))
+
+
 def attnviz_attention(
     module: nn.Module,
     query: torch.Tensor,
@@ -203,6 +223,8 @@ def attnviz_attention(
     if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
         q_len, k_len = scores.shape[-2:]
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
+    elif attention_mask is None:
+        attention_mask = _causal(module, query, key, kwargs.get("is_causal"))
     if attention_mask is not None:
         attention_mask = attention_mask[..., : key.shape[-2]]
         scores.add_(attention_mask)
@@ -227,5 +249,17 @@ def register() -> None:
     if not _REGISTERED:
         AttentionInterface.register(IMPLEMENTATION, attnviz_attention)
         # Without a mask function under our name, causal models would get no mask at all.
-        AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
+        AttentionMaskInterface.register(IMPLEMENTATION, attnviz_mask)
         _REGISTERED = True
+
+
+def attnviz_mask(*args: object, dtype: torch.dtype = torch.float32, **kwargs: object) -> torch.Tensor | None:
+    """SDPA's mask decision (None where ``is_causal`` or no mask will do) as eager's additive float mask.
+
+    Layers nobody records then run SDPA's causal kernel like a plain forward; the eager
+    maths rebuild the same causal mask (see :func:`_causal`), so weights stay exact.
+    """
+    allowed = sdpa_mask(*args, **kwargs)
+    if allowed is None:
+        return None
+    return torch.where(allowed, torch.zeros((), device=allowed.device, dtype=dtype), torch.finfo(dtype).min)

@@ -1,9 +1,11 @@
-"""Browser part of the benchmark: time to the drawn head grid and bytes sent to the browser.
+"""Browser part of the benchmark: what a user waits for in Chromium, and the bytes it receives.
 
-Starts the real app, warms the model with a short prompt, then opens the Explore
-page with an N-token prompt in Debian Chromium and measures (a) seconds until the
-script is idle with the head grid drawn and (b) websocket bytes received on the way.
-Prints one JSON line. Run by ``python -m benchmarks``; needs the test set-up.
+``first_view``: with Explore open and the model warm, type a new prompt into the sidebar
+(Ctrl+Enter) and time until the script is idle and the head grid shows the new prompt's
+figure; websocket bytes received on the way are the first view's payload.
+``time_to_first_page``: from ``streamlit run`` until Explore shows its traced default prompt.
+Run as ``python -m benchmarks.first_view PROMPTS.json`` (a JSON list of [tokens, text]); prints one
+JSON line. Called by ``python -m benchmarks``; needs the test set-up (Debian Chromium).
 """
 
 from __future__ import annotations
@@ -14,30 +16,79 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from benchmarks.browser import CHROMIUM_ARGS, block_external, chromium_path, streamlit_server, wait_idle
 
-GRID_DRAWN = "() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.data && p.data.length)"
+# Remember every figure drawn so far, so a finished run can be told from the one before it.
+MARK_DRAWN = (
+    "() => { window.__drawn = new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.data)); }"
+)
+# The script is idle and the first figure (the head grid) holds data the previous run did not draw.
+NEW_GRID_DRAWN = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const grid = document.querySelector('.js-plotly-plot');
+  return !!(app && app.dataset.testScriptState === 'notRunning' && grid && grid.data && grid.data.length
+            && !(window.__drawn || new Set()).has(grid.data));
+}"""
+TIMEOUT_MS = 600_000
 
 
-def measure(prompt: str) -> dict[str, float]:
+def _count_bytes(page: Page) -> list[int]:
+    """A one-item list holding the websocket bytes the page has received since now."""
+    received = [0]
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda data: received.__setitem__(0, received[0] + len(data))),
+    )
+    return received
+
+
+def _type_prompt(page: Page, text: str, received: list[int]) -> tuple[float, int]:
+    """Seconds and websocket bytes from Ctrl+Enter on a new prompt to its head grid drawn."""
+    page.evaluate(MARK_DRAWN)
+    box = page.locator('[data-testid="stSidebar"] textarea').first
+    box.fill(text)
+    before = received[0]
+    start = time.perf_counter()
+    box.press("Control+Enter")
+    page.wait_for_function(NEW_GRID_DRAWN, timeout=TIMEOUT_MS, polling=50)
+    return time.perf_counter() - start, received[0] - before
+
+
+def first_views(prompts: list[tuple[int, str]]) -> list[dict[str, float]]:
+    """One timed first view per prompt, in one app and one browser tab (the model loaded and warm)."""
+    results = []
     with streamlit_server() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         block_external(page)
+        received = _count_bytes(page)
         page.goto(f"{url}/explore?{urlencode({'prompt': 'Warm up the model.'})}")
-        wait_idle(page, timeout_ms=600_000)
-        received = [0]
-        page.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.__setitem__(0, received[0] + len(data))))
-        start = time.perf_counter()
-        page.goto(f"{url}/explore?{urlencode({'prompt': prompt})}")
-        wait_idle(page, timeout_ms=600_000)
-        page.wait_for_function(GRID_DRAWN, timeout=600_000)
-        seconds = time.perf_counter() - start
+        wait_idle(page, timeout_ms=TIMEOUT_MS)
+        page.wait_for_function(NEW_GRID_DRAWN, timeout=TIMEOUT_MS)
+        for tokens, text in prompts:
+            seconds, n_bytes = _type_prompt(page, text, received)
+            results.append({"tokens": tokens, "seconds": seconds, "bytes": float(n_bytes)})
         browser.close()
-    return {"seconds": seconds, "bytes": float(received[0])}
+    return results
+
+
+def time_to_first_page() -> float:
+    """Seconds from ``streamlit run`` (browser already open) to Explore's traced default prompt drawn."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        block_external(page)
+        start = time.perf_counter()
+        with streamlit_server() as url:
+            page.goto(f"{url}/explore")
+            page.wait_for_function(NEW_GRID_DRAWN, timeout=TIMEOUT_MS, polling=50)
+            seconds = time.perf_counter() - start
+        browser.close()
+    return seconds
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(Path(sys.argv[1]).read_text())))
+    given = [(int(tokens), str(text)) for tokens, text in json.loads(Path(sys.argv[1]).read_text())]
+    print(json.dumps({"first_views": first_views(given), "time_to_first_page": time_to_first_page()}))

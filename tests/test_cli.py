@@ -42,3 +42,12 @@ def test_trace_errors_are_readable(tmp_path: Path) -> None:
     result = run_cli("trace", "--model", "no-such-model", "--text", "x", "--out", str(tmp_path / "x.npz"))
     assert result.returncode == 2
     assert "error: Unknown model 'no-such-model'" in result.stderr
+
+
+def test_prepare_is_idempotent_and_reports_progress(smollm2, minilm) -> None:
+    """With the models already converted and calibrated (the set-up did it), prepare only loads them."""
+    result = run_cli("prepare")
+    assert result.returncode == 0, result.stderr
+    for name in ("smollm2-135m-instruct", "minilm-l6"):
+        assert f"[prepare] {name}: ready" in result.stderr
+    assert "[prepare] smollm2-135m-instruct: " in result.stderr and " retrieval heads\n" in result.stderr

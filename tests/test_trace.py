@@ -207,3 +207,15 @@ def test_last_logits_only_matches_the_full_last_row(smollm2) -> None:
     last, _ = record(smollm2, inputs, layers=[], last_logits_only=True)
     assert last.logits.shape[1] == 1
     np.testing.assert_allclose(last.logits[0, -1].numpy(), full.logits[0, -1].numpy(), atol=1e-5)
+
+
+def test_causal_mask_is_skipped_exactly_where_sdpa_skips_it() -> None:
+    """Unpadded causal prompts get no mask (SDPA's is_causal kernel); padded ones get eager's mask."""
+    from transformers.masking_utils import eager_mask
+
+    from attnviz.hooks import attnviz_mask
+
+    assert attnviz_mask(batch_size=1, q_length=5, kv_length=5, allow_is_causal_skip=True) is None
+    padding = torch.tensor([[False, True, True, True, True]])  # models pass the 2-D mask as bool
+    ours = attnviz_mask(batch_size=1, q_length=5, kv_length=5, attention_mask=padding, allow_is_causal_skip=True)
+    assert torch.equal(ours, eager_mask(batch_size=1, q_length=5, kv_length=5, attention_mask=padding))
