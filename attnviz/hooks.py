@@ -57,7 +57,8 @@ class AttentionCall:
     they may stop short of the ``n_keys`` keys, and every weight beyond ``keys'`` is exactly 0.
     ``value`` is [batch, heads, keys, head_dim] with key/value heads already repeated
     for GQA; ``mask`` is the additive mask that was applied to these rows (None if unmasked);
-    ``module`` is the attention layer (for its output projection).
+    ``module`` is the attention layer (for its output projection); ``scores`` are the
+    pre-softmax scores behind ``weights`` (mask and bias added, before any ablation; read only).
     """
 
     site: Site
@@ -68,6 +69,7 @@ class AttentionCall:
     query_start: int = 0
     n_queries: int | None = None
     n_keys: int | None = None
+    scores: torch.Tensor | None = None
 
 
 Recorder = Callable[[AttentionCall], None]
@@ -214,22 +216,23 @@ def attnviz_attention(
         rows = slice(start, min(start + chunk, q_len))
         mask_rows = _rows(attention_mask, rows)
         width = k_len if chunk == q_len else _last_key(mask_rows, k_len)
-        weights = _weights(
+        scores = _scores(
             query[:, :, rows], key[:, :, :width], _keys(mask_rows, width), _keys(_rows(position_bias, rows), width),
             scaling, softcap,
         )  # fmt: skip
+        weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
         weights = nn.functional.dropout(weights, p=dropout, training=module.training)
         if hooks is not None and site is not None:
             heads = hooks.ablate.get(site)
             if heads:
                 weights[:, list(heads)] = 0.0  # softmax gave a fresh tensor: safe to edit in place
             if hooks.records(site):
-                hooks.record(AttentionCall(site, weights, value, mask_rows, module, start, q_len, k_len))
+                hooks.record(AttentionCall(site, weights, value, mask_rows, module, start, q_len, k_len, scores))
         output[:, :, rows] = torch.matmul(weights, value[:, :, :width])
     return output.transpose(1, 2).contiguous(), weights if chunk == q_len else None
 
 
-def _weights(
+def _scores(
     query: torch.Tensor,
     key: torch.Tensor,
     mask: torch.Tensor | None,
@@ -237,7 +240,7 @@ def _weights(
     scaling: float,
     softcap: float | None,
 ) -> torch.Tensor:
-    """Eager's softmax(q·kᵀ·scale [softcap] + bias + mask) for some query rows, in query's dtype."""
+    """Eager's pre-softmax scores q·kᵀ·scale [softcap] + bias + mask for some query rows."""
     # In-place updates of the one score tensor: the same operations in the same order as
     # eager (so the same bits), without a fresh allocation per step.
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
@@ -247,7 +250,7 @@ def _weights(
         scores.add_(bias)
     if mask is not None:
         scores.add_(mask)
-    return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return scores
 
 
 def _chunk_rows(query: torch.Tensor, n_keys: int, budget: int) -> int:
@@ -272,10 +275,10 @@ def _last_key(mask: torch.Tensor | None, n_keys: int) -> int:
     """
     if mask is None or not mask.is_floating_point():
         return n_keys
-    allowed = (mask > torch.finfo(mask.dtype).min).flatten(0, -3).any(0)  # [rows, keys]
+    allowed = mask > torch.finfo(mask.dtype).min
     if not bool(allowed.any(-1).all()):
         return n_keys
-    seen = allowed.any(0).nonzero()
+    seen = allowed.flatten(0, -2).any(0).nonzero()
     return int(seen[-1]) + 1
 
 

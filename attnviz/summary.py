@@ -75,6 +75,18 @@ def _blocks(n: int, size: int) -> list[tuple[int, int]]:
     return [(int(lo), int(max(hi, lo + 1))) for lo, hi in zip(starts[:-1], starts[1:])]
 
 
+def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
+
+    With m the row's top score, log p = (s − m) + log p_max, so the entropy is
+    −log p_max − Σ p (s − m): every term has one sign, so nothing cancels.
+    """
+    top, arg = scores.max(-1, keepdim=True)
+    centred = (scores - top).clamp_min_(torch.finfo(torch.float32).min)  # -inf scores carry p = 0
+    p_top = p.gather(-1, arg).squeeze(-1)
+    return (-torch.log(p_top) - torch.einsum("hqk,hqk->hq", p, centred)) / math.log(2)
+
+
 class _LayerSums:
     """Running sums of one layer over the chunks of its queries, on that layer's device."""
 
@@ -85,8 +97,8 @@ class _LayerSums:
         self.block_rows = torch.zeros((heads, size, n_keys), dtype=torch.float32, device=weights.device)
         self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=weights.device)
 
-    def add(self, weights: torch.Tensor, start: int) -> None:
-        """Add one chunk: weights [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
+    def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
+        """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
         p = weights.float()
         stop, width = start + p.shape[1], p.shape[2]
         for index, (lo, hi) in enumerate(self.rows):
@@ -95,8 +107,8 @@ class _LayerSums:
                 self.block_rows[:, index, :width] += p[:, lo - start : hi - start].sum(1)
         queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
         offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
-        self.sums[:, 0] += torch.special.entr(p).sum((1, 2)) / math.log(2)
-        self.sums[:, 1] += (p * offsets).sum((1, 2))
+        self.sums[:, 0] += _entropy_bits(p, scores.float()).sum(1)
+        self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
         self.sums[:, 2] += p[:, :, 0].sum(1)
         rows = torch.arange(max(start, 1), stop, device=p.device)
         rows = rows[rows - 1 < width]
@@ -142,7 +154,7 @@ def summarise(
         layer = call.site.layer
         if layer not in running:
             running[layer] = _LayerSums(call.weights, call.n_queries, call.n_keys, size)
-        running[layer].add(call.weights[0], call.query_start)
+        running[layer].add(call.weights[0], call.scores[0], call.query_start)
         if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
             done[layer] = running.pop(layer).finish(size)
 
