@@ -80,4 +80,4 @@ def test_missing_text_file_and_unknown_device_are_readable(tmp_path: Path, tiny_
     missing = run_cli("trace", "--model", folder, "--text-file", str(tmp_path / "nope.txt"), "--out", "x.npz")
     assert missing.returncode == 2 and "error: Could not read the prompt" in missing.stderr
     device = run_cli("trace", "--model", folder, "--text", "x", "--device", "tpu", "--out", str(tmp_path / "x.npz"))
-    assert device.returncode == 2 and "error: The device 'tpu' is not supported" in device.stderr
+    assert device.returncode == 2 and "error: Unknown device 'tpu': use auto, cpu, cuda or cuda:N" in device.stderr
