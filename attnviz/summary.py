@@ -9,6 +9,7 @@ full maps and statistics equal :mod:`attnviz.stats` (up to float32 summation ord
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ class Summary:
 def _blocks(n: int, size: int) -> list[tuple[int, int]]:
     """Row (or column) ranges of the thumbnail's blocks, as ``grid.thumbnail``'s reduceat splits ``n``."""
     starts = np.linspace(0, n, size + 1).astype(int)
-    return [(int(lo), int(max(hi, lo + 1))) for lo, hi in zip(starts[:-1], starts[1:])]
+    return [(int(lo), int(max(hi, lo + 1))) for lo, hi in itertools.pairwise(starts)]
 
 
 def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
