@@ -13,7 +13,15 @@ import numpy as np
 
 from attnviz.attribution import attribute
 from attnviz.calibration import calibration
-from attnviz.loading import BUILTINS, DEFAULT_MODEL, ModelLoadError, describe_builtins, load_model
+from attnviz.loading import (
+    BUILTINS,
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelLoadError,
+    describe_builtins,
+    load_model,
+)
+from attnviz.summary import summarise
 from attnviz.trace import PromptError, trace
 
 
@@ -46,9 +54,31 @@ def _prepare(_: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt_text(args: argparse.Namespace) -> str:
+    """The prompt from --text, or read from --text-file (UTF-8)."""
+    if args.text_file is None:
+        return args.text
+    try:
+        return args.text_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PromptError(f"Could not read the prompt from {args.text_file}: {error}") from None
+
+
+def _load(args: argparse.Namespace) -> LoadedModel:
+    loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr), device=args.device)
+    print(f"running on {loaded.device_label}", file=sys.stderr)
+    return loaded
+
+
 def _trace(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr))
-    result = trace(loaded, args.text, target=args.target, float16=False)
+    text = _prompt_text(args)
+    loaded = _load(args)
+    if args.summary:
+        summary = summarise(loaded, text, target=args.target)
+        np.savez_compressed(args.out, **summary.arrays())
+        print(f"wrote {args.out}: {summary.n_tokens} tokens, thumbnails {summary.thumbnails.shape}", file=sys.stderr)
+        return 0
+    result = trace(loaded, text, target=args.target, float16=False)
     arrays: dict[str, np.ndarray] = {
         "tokens": np.array(result.tokens, dtype=object).astype(str),
         "attention": result.attention.astype(np.float32),
@@ -91,9 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the built-in models and whether each is installed")
     commands.add_parser("prepare", help="convert the built-in models and calibrate the chat model (once)")
-    trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights to .npz")
+
+
+    trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights (or a summary) to .npz")
     trace_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
-    trace_cmd.add_argument("--text", required=True, help="the prompt")
+    prompt = trace_cmd.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--text", help="the prompt")
+    prompt.add_argument("--text-file", type=Path, help="a UTF-8 file holding the prompt")
+    trace_cmd.add_argument(
+        "--summary", action="store_true",
+        help="write thumbnails [layers, heads, 24, 24] and head_stats [layers, heads, S] instead of full maps "
+        "(memory-bounded: prompts up to the model's context length)",
+    )  # fmt: skip
+    trace_cmd.add_argument("--device", default="auto", help="auto (default; ATTNVIZ_DEVICE overrides), cpu, cuda, cuda:N")
     trace_cmd.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
     trace_cmd.add_argument("--out", required=True, type=Path, help="output .npz file")
     attribute_cmd = commands.add_parser("attribute", help="answer questions over passages and attribute the answers")

@@ -62,11 +62,16 @@ def head_grid(
     gap: int = 2,
 ) -> HeadGrid:
     """Thumbnails of every head of [layers, heads, q, k] tiled into one mosaic."""
-    n_layers, n_heads = attention.shape[:2]
+    thumbs = np.stack([thumbnail(attention[li], size) for li in range(attention.shape[0])])
+    return grid_of_thumbnails(thumbs, layers, heads, gap)
+
+
+def grid_of_thumbnails(thumbs: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...], gap: int = 2) -> HeadGrid:
+    """Tile thumbnails [layers, heads, size, size] (e.g. a long prompt's summary) into one mosaic."""
+    n_layers, n_heads, size = thumbs.shape[:3]
     step = size + gap
     mosaic = np.full((n_heads * step - gap, n_layers * step - gap), np.nan, dtype=np.float32)
     for li in range(n_layers):
-        thumbs = thumbnail(attention[li], size)
         for hi in range(n_heads):
-            mosaic[hi * step : hi * step + size, li * step : li * step + size] = np.sqrt(thumbs[hi])
+            mosaic[hi * step : hi * step + size, li * step : li * step + size] = np.sqrt(thumbs[li, hi])
     return HeadGrid(mosaic=mosaic, size=size, gap=gap, layers=tuple(layers), heads=tuple(heads))

@@ -52,12 +52,15 @@ class Site:
 
 @dataclass(frozen=True)
 class AttentionCall:
-    """Everything one attention call computed, handed to a recorder.
+    """Everything one attention call computed (or one chunk of its queries), handed to a recorder.
 
-    ``weights`` are post-softmax [batch, heads, queries, keys] (after any ablation);
+    ``weights`` are post-softmax [batch, heads, rows, keys'] (after any ablation) for the
+    queries ``query_start .. query_start + rows`` of ``n_queries``; under ``Hooks.chunk_bytes``
+    they may stop short of the ``n_keys`` keys, and every weight beyond ``keys'`` is exactly 0.
     ``value`` is [batch, heads, keys, head_dim] with key/value heads already repeated
-    for GQA; ``mask`` is the additive mask that was applied (None if unmasked);
-    ``module`` is the attention layer (for its output projection).
+    for GQA; ``mask`` is the additive mask that was applied to these rows (None if unmasked);
+    ``module`` is the attention layer (for its output projection); ``scores`` are the
+    pre-softmax scores behind ``weights`` (mask and bias added, before any ablation; read only).
     """
 
     site: Site
@@ -65,6 +68,10 @@ class AttentionCall:
     value: torch.Tensor
     mask: torch.Tensor | None
     module: nn.Module
+    query_start: int = 0
+    n_queries: int | None = None
+    n_keys: int | None = None
+    scores: torch.Tensor | None = None
 
 
 Recorder = Callable[[AttentionCall], None]
@@ -79,6 +86,9 @@ class Hooks:
     weights are zeroed (their output becomes zero); ``mask`` is a boolean
     [queries, keys] matrix of allowed entries that replaces the model's own mask in
     the self-attention of ``mask_stacks`` (rows are aligned to the last queries).
+    ``chunk_bytes`` (recorders that accept chunks only) bounds the float32 scores of one
+    chunk of queries: weights are computed, recorded and multiplied with the values chunk by
+    chunk, so no [heads, n, n] matrix is ever held (see :class:`AttentionCall`).
     """
 
     record: Recorder | None = None
@@ -86,6 +96,7 @@ class Hooks:
     ablate: dict[Site, tuple[int, ...]] = field(default_factory=dict)
     mask: torch.Tensor | None = None
     mask_stacks: tuple[Stack, ...] = ("encoder", "decoder")
+    chunk_bytes: int | None = None
 
     def records(self, site: Site) -> bool:
         """Whether ``record`` wants this site (``layers`` None means every layer)."""
@@ -213,31 +224,84 @@ def attnviz_attention(
     value = repeat_kv(value, groups)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    # In-place updates of the one [b, h, q, k] score tensor: the same operations in the
-    # same order as eager (so the same bits), without a fresh n x n allocation per step.
-    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
-    if softcap is not None:
-        scores.div_(softcap).tanh_().mul_(softcap)
-    if position_bias is not None:
-        scores.add_(position_bias)
+    q_len, k_len = query.shape[-2], key.shape[-2]
     if hooks is not None and hooks.mask is not None and site is not None and site.stack in hooks.mask_stacks:
-        q_len, k_len = scores.shape[-2:]
-        attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], scores)
+        attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], query)
     elif attention_mask is None:
         attention_mask = _causal(module, query, key, kwargs.get("is_causal"))
     if attention_mask is not None:
-        attention_mask = attention_mask[..., : key.shape[-2]]
-        scores.add_(attention_mask)
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    if hooks is not None and site is not None:
-        heads = hooks.ablate.get(site)
-        if heads:
-            weights[:, list(heads)] = 0.0  # softmax gave a fresh tensor: safe to edit in place
-        if hooks.records(site):
-            hooks.record(AttentionCall(site, weights, value, attention_mask, module))
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return output, weights
+        attention_mask = attention_mask[..., :k_len]
+    chunk = q_len if hooks is None or hooks.chunk_bytes is None else _chunk_rows(query, k_len, hooks.chunk_bytes)
+    output = query.new_empty((*query.shape[:-1], value.shape[-1]))
+    weights = None
+    for start in range(0, q_len, chunk):
+        rows = slice(start, min(start + chunk, q_len))
+        mask_rows = _rows(attention_mask, rows)
+        width = k_len if chunk == q_len else _last_key(mask_rows, k_len)
+        scores = _scores(
+            query[:, :, rows], key[:, :, :width], _keys(mask_rows, width), _keys(_rows(position_bias, rows), width),
+            scaling, softcap,
+        )  # fmt: skip
+        weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+        if hooks is not None and site is not None:
+            heads = hooks.ablate.get(site)
+            if heads:
+                weights[:, list(heads)] = 0.0  # softmax gave a fresh tensor: safe to edit in place
+            if hooks.records(site):
+                hooks.record(AttentionCall(site, weights, value, mask_rows, module, start, q_len, k_len, scores))
+        output[:, :, rows] = torch.matmul(weights, value[:, :, :width])
+    return output.transpose(1, 2).contiguous(), weights if chunk == q_len else None
+
+
+def _scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    scaling: float,
+    softcap: float | None,
+) -> torch.Tensor:
+    """Eager's pre-softmax scores q·kᵀ·scale [softcap] + bias + mask for some query rows."""
+    # In-place updates of the one score tensor: the same operations in the same order as
+    # eager (so the same bits), without a fresh allocation per step.
+    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
+    if softcap is not None:
+        scores.div_(softcap).tanh_().mul_(softcap)
+    if bias is not None:
+        scores.add_(bias)
+    if mask is not None:
+        scores.add_(mask)
+    return scores
+
+
+def _chunk_rows(query: torch.Tensor, n_keys: int, budget: int) -> int:
+    """Query rows per chunk so that one chunk's float32 scores (and softmax) stay within ``budget`` bytes."""
+    per_row = query.shape[0] * query.shape[1] * n_keys * 4 * 2
+    return max(1, min(query.shape[-2], budget // per_row))
+
+
+def _rows(tensor: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    """The query rows of a [.., queries, keys] mask or bias (rows of size 1 broadcast)."""
+    return tensor if tensor is None or tensor.shape[-2] == 1 else tensor[..., rows, :]
+
+
+def _keys(tensor: torch.Tensor | None, width: int) -> torch.Tensor | None:
+    return tensor if tensor is None else tensor[..., :width]
+
+
+def _last_key(mask: torch.Tensor | None, n_keys: int) -> int:
+    """Keys up to the last one any row may see; beyond it the softmax gives exactly 0.
+
+    Only when every row sees some key: a fully masked row's softmax is not 0 anywhere.
+    """
+    if mask is None or not mask.is_floating_point():
+        return n_keys
+    allowed = mask > torch.finfo(mask.dtype).min
+    if not bool(allowed.any(-1).all()):
+        return n_keys
+    seen = allowed.flatten(0, -2).any(0).nonzero()
+    return int(seen[-1]) + 1
 
 
 _REGISTERED = False

@@ -29,7 +29,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from attnviz import hooks, offline
+from attnviz import devices, hooks, offline
 
 Kind = Literal["decoder", "encoder", "encoder-decoder"]
 Progress = Callable[[str], None]
@@ -99,6 +99,20 @@ class LoadedModel:
                 template = str(getattr(self.tokenizer, "chat_template", None))
             digest.update(json.dumps([vocab, template]).encode())
         return digest.hexdigest()[:16]
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the first weights (the input embeddings when spread)."""
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def device_label(self) -> str:
+        """Device and dtype in words, for the sidebar and the CLI (e.g. ``cpu · float32``)."""
+        return devices.describe(self.model)
 
     @property
     def main_stack(self) -> Literal["decoder", "encoder"]:
@@ -264,8 +278,9 @@ def _load_tokenizer(source: str) -> transformers.PreTrainedTokenizerBase | None:
         return None
 
 
-def load_from_folder_or_hub(source: str, name: str) -> LoadedModel:
-    """Load a Hugging Face folder or hub id safely and attach our attention function."""
+def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | None = None) -> LoadedModel:
+    """Load a Hugging Face folder or hub id safely onto ``place`` (CPU float32 if None) and attach our attention."""
+    place = place or devices.placement("cpu")
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except OSError as error:
@@ -283,8 +298,9 @@ def load_from_folder_or_hub(source: str, name: str) -> LoadedModel:
     kind = _kind_of(config)
     try:
         model = _model_class(kind).from_pretrained(
-            source, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
-        )
+            source, trust_remote_code=False, use_safetensors=True, dtype=place.dtype,
+            **({"device_map": place.device_map} if place.device_map else {}),
+        )  # fmt: skip
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"Could not load '{name}' with safetensors weights: {error}") from error
     tokenizer = _load_tokenizer(source)
@@ -299,26 +315,33 @@ def load_from_folder_or_hub(source: str, name: str) -> LoadedModel:
     return LoadedModel(model=model, tokenizer=tokenizer, info=_info(name, model, tokenizer, kind))
 
 
-def load_model(name_or_path: str, progress: Progress | None = None) -> LoadedModel:
-    """Load a built-in name, a local folder, or (online only) a Hugging Face hub id."""
+def load_model(name_or_path: str, progress: Progress | None = None, device: str = "auto") -> LoadedModel:
+    """Load a built-in name, a local folder, or (online only) a Hugging Face hub id onto ``device``.
+
+    ``device``: auto (``ATTNVIZ_DEVICE`` if set, else CUDA when available, else CPU), cpu, cuda or cuda:N.
+    """
     report = progress or (lambda message: None)
     name_or_path = name_or_path.strip()
+    try:
+        place = devices.placement(device)
+    except devices.DeviceError as error:
+        raise ModelLoadError(str(error)) from None
     if name_or_path in BUILTINS:
         folder = builtin_folder(name_or_path, report)
         report(f"Loading {name_or_path}")
-        return load_from_folder_or_hub(str(folder), name_or_path)
+        return load_from_folder_or_hub(str(folder), name_or_path, place)
     path = Path(name_or_path).expanduser()
     if path.exists():
         _check_local_folder(path)
         report(f"Loading {path}")
-        return load_from_folder_or_hub(str(path), name_or_path)
+        return load_from_folder_or_hub(str(path), name_or_path, place)
     if not name_or_path or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelLoadError(
             f"Unknown model '{name_or_path}': not a built-in name ({', '.join(BUILTINS)}) and no such folder."
         )
     report(f"Loading {name_or_path} from the Hugging Face hub cache")
     try:
-        return load_from_folder_or_hub(name_or_path, name_or_path)
+        return load_from_folder_or_hub(name_or_path, name_or_path, place)
     except ModelLoadError as error:
         where = (
             "downloads are allowed (ATTNVIZ_ONLINE=1)"

@@ -27,6 +27,8 @@ STACK_LABELS: dict[Stack, str] = {
     "cross": "cross-attention",
 }
 DEFAULT_MAX_TOKENS = 4096
+# Float32 scores of one chunk of queries (see hooks.Hooks.chunk_bytes): 455 rows of SmolLM2 at 8,192 tokens.
+CHUNK_BYTES = 256 * 2**20
 
 
 class PromptError(ValueError):
@@ -81,11 +83,13 @@ def record(
     ablate: dict[Site, tuple[int, ...]] | None = None,
     mask: torch.Tensor | None = None,
     last_logits_only: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[ModelOutput, Recording]:
     """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights.
 
-    Each call's weights are copied straight into one preallocated buffer per stack
-    (cast to ``dtype`` on the way), so no second copy of the whole tensor is ever made.
+    Each chunk of queries' weights is copied straight into one preallocated host buffer per
+    stack (cast to ``dtype`` on the way), so neither a second copy of the whole tensor nor a
+    full score matrix of a layer (``chunk_bytes``) is ever made.
     """
     layer_set = None if layers is None else frozenset(layers)
     head_list = None if heads is None else sorted(set(heads))
@@ -100,12 +104,14 @@ def record(
         stack = call.site.stack
         chosen = call.weights if head_list is None else call.weights[:, head_list]
         if stack not in buffers:
-            buffers[stack] = torch.empty((chosen.shape[0], len(wanted[stack]), *chosen.shape[1:]), dtype=dtype)
+            shape = (chosen.shape[0], len(wanted[stack]), chosen.shape[1], call.n_queries, call.n_keys)
+            buffers[stack] = torch.zeros(shape, dtype=dtype)  # keys beyond a chunk's width are exactly 0
         slot = wanted[stack].index(call.site.layer)
-        buffers[stack][:, slot] = chosen
+        rows = slice(call.query_start, call.query_start + chosen.shape[-2])
+        buffers[stack][:, slot, :, rows, : chosen.shape[-1]] = chosen
         filled.setdefault(stack, set()).add(slot)
 
-    active = Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask)
+    active = Hooks(record=keep, layers=layer_set, ablate=ablate or {}, mask=mask, chunk_bytes=chunk_bytes)
     outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only)
     recorded_layers: dict[Stack, tuple[int, ...]] = {}
     weights: dict[Stack, np.ndarray] = {}
@@ -126,12 +132,14 @@ def forward(
 ) -> ModelOutput:
     """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied.
 
+    Inputs move to the device of the model's input embeddings (the first device when spread).
     ``last_logits_only`` skips the [n, vocab] logits (200 MB at 1,024 tokens for SmolLM2)
     when only attention or the next token is wanted.
     """
     extra: dict[str, object] = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
     if last_logits_only and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
         extra["logits_to_keep"] = 1
+    inputs = {name: tensor.to(loaded.device) for name, tensor in inputs.items()}
     with loaded.lock, torch.inference_mode(), hooks.active(active):
         return loaded.model(**inputs, **extra)
 
@@ -161,8 +169,15 @@ def encode(loaded: LoadedModel, text: str | None = None, messages: Messages | No
     return [int(i) for i in ids]
 
 
-def _check_length(loaded: LoadedModel, n: int, max_tokens: int) -> None:
-    limit = min(max_tokens, getattr(loaded.model.config, "max_position_embeddings", None) or max_tokens)
+def context_length(loaded: LoadedModel) -> int | None:
+    """The most tokens the model's positions allow (None: no fixed limit, e.g. T5's relative positions)."""
+    return getattr(loaded.model.config, "max_position_embeddings", None) or None
+
+
+def _check_length(loaded: LoadedModel, n: int, max_tokens: int | None) -> None:
+    """``max_tokens`` None: up to the model's context length."""
+    limits = [m for m in (max_tokens, context_length(loaded)) if m is not None]
+    limit = min(limits) if limits else n
     if n > limit:
         raise PromptError(f"The prompt has {n} tokens; at most {limit} can be traced with '{loaded.info.name}'.")
 
@@ -205,7 +220,7 @@ def batch_inputs(
     prompts: Sequence[str | Messages],
     *,
     target: str | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> Batch:
     """Tokenise prompts (text or chat messages) and pad them on the tokenizer's side into one batch."""
     if not prompts:
@@ -232,7 +247,7 @@ def trace_batch(
     layers: Iterable[int] | None = None,
     heads: Iterable[int] | None = None,
     float16: bool = False,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> list[Trace]:
     """Trace several prompts in one padded batch; each Trace is cropped to its own tokens."""
     batch = batch_inputs(loaded, prompts, target=target, max_tokens=max_tokens)
@@ -286,7 +301,7 @@ def trace(
     layers: Iterable[int] | None = None,
     heads: Iterable[int] | None = None,
     float16: bool = False,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
 ) -> Trace:
     """Trace one prompt (``text``, or chat ``messages``; ``target`` text for encoder-decoders)."""
     prompt: str | Messages = messages if messages is not None else (text or "")

@@ -14,10 +14,10 @@ from attnviz.aggregate import AGGREGATES, UnsupportedModelError
 from attnviz.hooks import Site
 from attnviz.prediction import Prediction
 from attnviz.stats import STATISTICS
-from attnviz.trace import STACK_LABELS, stack_view, stacks_of
+from attnviz.trace import STACK_LABELS, PromptError, stack_view, stacks_of
 from ui import cache
 from ui.navigation import start_page
-from ui.widgets import from_url, get_model, int_from_url, model_picker, run_trace
+from ui.widgets import from_url, get_model, int_from_url, model_picker, run_trace, warning
 
 DEFAULT_PROMPT = (
     "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
@@ -25,6 +25,7 @@ DEFAULT_PROMPT = (
 )
 WINDOW = 256  # tokens of the detail heatmap shown at full resolution
 SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
+URL_PROMPT_CHARS = 2000  # longer prompts stay out of the URL (share them as text instead)
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
 
 
@@ -64,14 +65,30 @@ if loaded.kind == "encoder-decoder":
         key="target",
         help="What the decoder has produced so far (cross-attention reads the prompt).",
     )
-st.query_params.update({"mode": mode, "prompt": prompt, **({"target": target} if target is not None else {})})
+st.query_params.update({"mode": mode, **({"target": target} if target is not None else {})})
+if len(prompt) <= URL_PROMPT_CHARS:
+    st.query_params["prompt"] = prompt
+else:
+    st.query_params.pop("prompt", None)
 
 prompt_key = cache.Prompt(model_name, prompt, chat=mode == "Chat message", target=target)
-trace = run_trace(prompt_key)
-if trace is None:
+try:
+    long_prompt = cache.is_long(prompt_key)
+    if long_prompt:
+        with st.spinner("Summarising every head, layer by layer (a long prompt: minutes on a CPU)…"):
+            summary = cache.summary(prompt_key)
+except PromptError as problem:
+    warning(str(problem))
     st.stop()
-
-stacks = list(stacks_of(trace))
+if long_prompt:
+    # Long prompts: grid and statistics from the summary; only the chosen head is recorded in full.
+    stacks, n_tokens = [summary.stack], summary.n_tokens
+    layer_options, head_options = list(summary.layers), list(summary.heads)
+else:
+    trace = run_trace(prompt_key)
+    if trace is None:
+        st.stop()
+    stacks, n_tokens = list(stacks_of(trace)), trace.n_tokens
 if from_url("stack", stacks[0]) not in stacks:
     st.session_state["stack"] = stacks[0]
 stack = st.sidebar.radio(
@@ -79,9 +96,9 @@ stack = st.sidebar.radio(
     help="Encoder-decoders have three kinds: encoder self, decoder self, and decoder→encoder cross-attention.",
 )  # fmt: skip
 
-view = stack_view(trace, stack)
-last = len(view.query_tokens) - 1
-layer_options, head_options = list(view.layers), list(trace.heads)
+if not long_prompt:
+    view = stack_view(trace, stack)
+    layer_options, head_options = list(view.layers), list(trace.heads)
 
 # A click on the grid selects a (layer, head) point: apply it before the selectboxes are drawn.
 clicked = st.session_state.get("grid")
@@ -99,20 +116,29 @@ head = right.selectbox(
 )
 st.query_params.update({"stack": stack, "layer": str(layer), "head": str(head)})
 layer_index, head_index = layer_options.index(layer), head_options.index(head)
+if long_prompt:
+    with st.spinner(f"Recording layer {layer}, head {head} in full…"):
+        view = stack_view(cache.head_trace(prompt_key, layer, head), stack)
+    detail = view.attention[0, 0]
+else:
+    detail = view.attention[layer_index, head_index]
+last = len(view.query_tokens) - 1
 
 st.caption(
-    f"**{model_name}** · {trace.n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
+    f"**{model_name}** · {n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
     f"· {STACK_LABELS[stack]}"
 )
 # Sections rather than tabs: Streamlit runs every tab's code, and only the shown section should compute.
-from_url("view", SECTIONS[0])
-if st.session_state["view"] not in SECTIONS:
-    st.session_state["view"] = SECTIONS[0]
+# Aggregates combine every head's full map, which long prompts never hold.
+sections = [s for s in SECTIONS if not (long_prompt and s == "Aggregates")]
+from_url("view", sections[0])
+if st.session_state["view"] not in sections:
+    st.session_state["view"] = sections[0]
 section = (
     st.segmented_control(
-        "View", SECTIONS, key="view", help="Each view computes its results once per prompt (cached)."
+        "View", sections, key="view", help="Each view computes its results once per prompt (cached)."
     )
-    or SECTIONS[0]
+    or sections[0]
 )
 st.query_params["view"] = section
 
@@ -166,7 +192,7 @@ def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "wei
 
 if section == "Heads":
     with st.spinner("Drawing every head…"):
-        grid = cache.grid(prompt_key, stack)
+        grid = cache.summary_grid(prompt_key) if long_prompt else cache.grid(prompt_key, stack)
     st.plotly_chart(
         figures.head_grid_figure(grid, selected=(layer, head)), key="grid", on_select="rerun",
         selection_mode="points", config={"displayModeBar": False},
@@ -175,7 +201,7 @@ if section == "Heads":
         f"Each thumbnail is one head (query down, key across), block-averaged to {grid.size}×{grid.size} and "
         "coloured by √(weight ÷ the head's maximum). Click a head, or pick one in the sidebar, to open it below."
     )
-    draw_map(view.attention[layer_index, head_index], f"Layer {layer}, head {head}", "head")
+    draw_map(detail, f"Layer {layer}, head {head}", "head")
 
 elif section == "Aggregates":
     name = st.radio(
@@ -197,7 +223,7 @@ elif section == "Aggregates":
 
 elif section == "Head statistics":
     with st.spinner("Measuring every head…"):
-        head_stats = cache.statistics(prompt_key, stack)
+        head_stats = summary.stats() if long_prompt else cache.statistics(prompt_key, stack)
         if stack == stacks[0]:  # induction is measured on the model's main self-attention stack
             head_stats = replace(head_stats, induction=cache.induction(model_name))
     table = pd.DataFrame(head_stats.rows())

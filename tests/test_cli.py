@@ -51,3 +51,42 @@ def test_prepare_is_idempotent_and_reports_progress(smollm2, minilm) -> None:
     for name in ("smollm2-135m-instruct", "minilm-l6"):
         assert f"[prepare] {name}: ready" in result.stderr
     assert "[prepare] smollm2-135m-instruct: " in result.stderr and " retrieval heads\n" in result.stderr
+
+
+def test_summary_from_a_text_file_equals_the_full_trace(tmp_path: Path, tiny_model_dir, tiny) -> None:
+    from attnviz.grid import thumbnail
+    from attnviz.stats import head_stats
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("one two three four five six seven eight nine ten eleven twelve", encoding="utf-8")
+    folder = tiny_model_dir("llama")
+    out = tmp_path / "s.npz"
+    result = run_cli("trace", "--model", str(folder), "--text-file", str(prompt), "--summary", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "running on cpu · float32" in result.stderr
+    data = np.load(out)
+    full = attnviz.trace(tiny("llama"), prompt.read_text(encoding="utf-8"))
+    assert list(data["tokens"]) == list(full.tokens)
+    np.testing.assert_allclose(data["thumbnails"], thumbnail(full.attention), atol=1e-5)
+    names = list(data["head_stat_names"])
+    expected = head_stats(full.attention, full.layers, full.heads)
+    assert data["head_stats"].shape == (*full.attention.shape[:2], len(names))
+    for index, name in enumerate(names):
+        np.testing.assert_allclose(data["head_stats"][..., index], getattr(expected, name), rtol=1e-4, atol=1e-5)
+
+
+def test_text_file_without_summary_writes_full_maps(tmp_path: Path, tiny_model_dir, tiny) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("hello there", encoding="utf-8")
+    out = tmp_path / "t.npz"
+    result = run_cli("trace", "--model", str(tiny_model_dir("llama")), "--text-file", str(prompt), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(out)["attention"], attnviz.trace(tiny("llama"), "hello there").attention, atol=1e-6)
+
+
+def test_missing_text_file_and_unknown_device_are_readable(tmp_path: Path, tiny_model_dir) -> None:
+    folder = str(tiny_model_dir("llama"))
+    missing = run_cli("trace", "--model", folder, "--text-file", str(tmp_path / "nope.txt"), "--out", "x.npz")
+    assert missing.returncode == 2 and "error: Could not read the prompt" in missing.stderr
+    device = run_cli("trace", "--model", folder, "--text", "x", "--device", "tpu", "--out", str(tmp_path / "x.npz"))
+    assert device.returncode == 2 and "error: Unknown device 'tpu': use auto, cpu, cuda or cuda:N" in device.stderr

@@ -17,15 +17,19 @@ import attnviz
 from attnviz.ablation import AblationResult, ablate_heads
 from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
 from attnviz.attribution import Attribution, attribute
-from attnviz.grid import HeadGrid, head_grid
+from attnviz.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.loading import LoadedModel
 from attnviz.mask_runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.stats import HeadStats, head_stats, induction_scores
-from attnviz.trace import Messages, Trace, stack_view, trace
+from attnviz.summary import Summary, summarise
+from attnviz.trace import Messages, Trace, encode, stack_view, trace
 from attnviz.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# Beyond this many tokens the head grid and statistics come from a Summary and only the
+# chosen head is recorded in full (all layers' maps would be 1.1 GB at 1,024 SmolLM2 tokens).
+LONG_PROMPT = 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,44 @@ def prompt_trace(prompt: Prompt) -> Trace:
         target=prompt.target,
         float16=True,
     )
+    for array in (result.attention, result.decoder_attention, result.cross_attention):
+        if array is not None:
+            array.flags.writeable = False
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def token_count(prompt: Prompt) -> int:
+    """How many tokens the prompt has (decides between a full trace and a summary)."""
+    return len(encode(load(prompt.model), None if prompt.chat else prompt.text, prompt.messages))
+
+
+def is_long(prompt: Prompt) -> bool:
+    return token_count(prompt) > LONG_PROMPT
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def summary(prompt: Prompt) -> Summary:
+    """Every head's thumbnail and statistics of the main stack, reduced during one forward pass (KB, not GB)."""
+    text = None if prompt.chat else prompt.text
+    return summarise(load(prompt.model), text, messages=prompt.messages, target=prompt.target)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def summary_grid(prompt: Prompt) -> HeadGrid:
+    """The head grid of a long prompt, from its summary's thumbnails."""
+    found = summary(prompt)
+    return grid_of_thumbnails(found.thumbnails, found.layers, found.heads)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=3600)
+def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
+    """One head's full map of a long prompt (268 MB at 8,192 tokens), its queries recorded in chunks."""
+    text = None if prompt.chat else prompt.text
+    result = trace(
+        load(prompt.model), text, messages=prompt.messages, target=prompt.target, layers=[layer], heads=[head],
+        max_tokens=None,
+    )  # fmt: skip
     for array in (result.attention, result.decoder_attention, result.cross_attention):
         if array is not None:
             array.flags.writeable = False
@@ -129,7 +171,9 @@ def aggregate(prompt: Prompt, stack: Stack, name: str, layer: int) -> np.ndarray
 @st.cache_data(show_spinner=False, max_entries=32)
 def ablation(prompt: Prompt, sites: tuple[tuple[Site, tuple[int, ...]], ...], k: int) -> AblationResult:
     """Top-k next tokens with and without the heads of ``sites`` switched off."""
-    return ablate_heads(load(prompt.model), prompt_trace(prompt), dict(sites), k)
+    # Ablation needs only the prompt's inputs: for a long prompt, one head's trace carries them.
+    traced = head_trace(prompt, 0, 0) if is_long(prompt) else prompt_trace(prompt)
+    return ablate_heads(load(prompt.model), traced, dict(sites), k)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)  # two runs' attention: ~35 MB at 128 tokens

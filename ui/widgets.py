@@ -38,10 +38,14 @@ def get_model(name: str) -> LoadedModel | None:
     """The shared model for ``name``, or None after showing a readable error."""
     try:
         with st.spinner("Loading the model… (a built-in model's first use converts it, ~15 s)"):
-            return cache.load(name)
+            loaded = cache.load(name)
     except ModelLoadError as problem:
         error(str(problem))
         return None
+    st.sidebar.caption(
+        f"Runs on {loaded.device_label}", help="Set ATTNVIZ_DEVICE=cpu, cuda or cuda:N before starting to choose."
+    )
+    return loaded
 
 
 def model_picker(key: str = "model", default: str = DEFAULT_MODEL) -> str:

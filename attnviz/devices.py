@@ -1,0 +1,74 @@
+"""Where a model runs: device choice, dtype, and how the weights are placed.
+
+``auto`` means ``ATTNVIZ_DEVICE`` when set, else CUDA when torch sees a GPU, else the CPU.
+On a GPU weights load in bfloat16 where the GPU supports it; with more than one GPU,
+``auto`` spreads the layers over them with accelerate's ``device_map="auto"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import torch
+
+DEVICE_ENV = "ATTNVIZ_DEVICE"
+
+
+class DeviceError(ValueError):
+    """A device was asked for that does not exist on this machine."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How to load weights: ``device`` for inputs, ``dtype``, and the ``device_map`` for from_pretrained."""
+
+    device: torch.device
+    dtype: torch.dtype
+    device_map: str | None
+
+
+def resolve(device: str = "auto") -> torch.device:
+    """The torch device meant by ``device`` (auto, cpu, cuda, cuda:N); DeviceError if it is not here."""
+    asked = device.strip().lower()
+    source = "device"
+    if asked == "auto":
+        env = os.environ.get(DEVICE_ENV, "").strip().lower()
+        if env and env != "auto":
+            asked, source = env, DEVICE_ENV
+        else:
+            asked = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(asked)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"Unknown {source} '{asked}': use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"The {source} '{asked}' was asked for, but torch sees no CUDA GPU here: use cpu or auto.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(f"The {source} '{asked}' does not exist: this machine has {torch.cuda.device_count()} GPU(s).")
+    elif resolved.type != "cpu":
+        raise DeviceError(f"The {source} '{asked}' is not supported: use auto, cpu, cuda or cuda:N.")
+    return resolved
+
+
+def placement(device: str = "auto") -> Placement:
+    """Device, dtype and device map for loading: bf16 on GPUs that support it; spread over several GPUs."""
+    resolved = resolve(device)
+    if resolved.type == "cpu":
+        return Placement(resolved, torch.float32, None)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    spread = resolved.index is None and torch.cuda.device_count() > 1 and importlib.util.find_spec("accelerate")
+    if spread:
+        return Placement(torch.device("cuda", 0), dtype, "auto")
+    index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+    return Placement(torch.device("cuda", index), dtype, f"cuda:{index}")
+
+
+def describe(model: torch.nn.Module) -> str:
+    """e.g. ``cpu · float32``, ``cuda:0 · bfloat16``, or ``cuda:0 + cuda:1 · bfloat16`` for a spread model."""
+    spread = getattr(model, "hf_device_map", None)
+    devices = sorted({f"cuda:{d}" if isinstance(d, int) else str(d) for d in spread.values()}) if spread else []
+    where = " + ".join(devices) if len(devices) > 1 else str(next(model.parameters()).device)
+    return f"{where} · {str(next(model.parameters()).dtype).removeprefix('torch.')}"

@@ -1,0 +1,179 @@
+"""Summaries of long prompts: head-grid thumbnails and head statistics reduced during the forward pass.
+
+Every layer's full maps grow as layers × heads × n² (21 GB for SmolLM2 at 8,192 tokens). A
+:class:`Summary` is reduced inside our attention function, one chunk of queries at a time,
+on the device that holds each layer: at any moment it holds one chunk's weights plus, per
+layer, [heads, 24, n] block sums. Thumbnails equal :func:`attnviz.grid.thumbnail` of the
+full maps and statistics equal :mod:`attnviz.stats` (up to float32 summation order).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnviz.grid import THUMBNAIL
+from attnviz.hooks import AttentionCall, Hooks, Stack
+from attnviz.loading import LoadedModel
+from attnviz.stats import HeadStats
+from attnviz.tokens import display_tokens
+from attnviz.trace import CHUNK_BYTES, Messages, batch_inputs, forward
+
+STAT_NAMES = ("entropy", "distance", "first_token", "previous_token")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the head grid and head statistics need of one prompt's main self-attention stack.
+
+    ``thumbnails`` is float32 [layers, heads, size, size] (each head's map block-averaged and
+    scaled to its maximum, as :func:`attnviz.grid.thumbnail`); ``head_stats`` is float64
+    [layers, heads, S] with S = ``head_stat_names``; ``device``/``dtype`` say where it ran.
+    """
+
+    model_name: str
+    stack: Stack
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    input_ids: np.ndarray
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    thumbnails: np.ndarray
+    head_stats: np.ndarray
+    head_stat_names: tuple[str, ...]
+    device: str
+    dtype: str
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    def stats(self) -> HeadStats:
+        """The statistics as :class:`attnviz.stats.HeadStats` (what the statistics view shows)."""
+        columns = {name: self.head_stats[..., i] for i, name in enumerate(self.head_stat_names)}
+        return HeadStats(layers=self.layers, heads=self.heads, **columns)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays ``python -m attnviz trace --summary`` writes to .npz."""
+        return {
+            "tokens": np.array(self.tokens, dtype=str),
+            "input_ids": self.input_ids,
+            "layers": np.array(self.layers),
+            "heads": np.array(self.heads),
+            "thumbnails": self.thumbnails,
+            "head_stats": self.head_stats,
+            "head_stat_names": np.array(self.head_stat_names, dtype=str),
+        }
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """Row (or column) ranges of the thumbnail's blocks, as ``grid.thumbnail``'s reduceat splits ``n``."""
+    starts = np.linspace(0, n, size + 1).astype(int)
+    return [(int(lo), int(max(hi, lo + 1))) for lo, hi in itertools.pairwise(starts)]
+
+
+def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
+
+    With m the row's top score, log p = (s − m) + log p_max, so the entropy is
+    −log p_max − Σ p (s − m): every term has one sign, so nothing cancels.
+    """
+    top, arg = scores.max(-1, keepdim=True)
+    centred = (scores - top).clamp_min_(torch.finfo(torch.float32).min)  # -inf scores carry p = 0
+    p_top = p.gather(-1, arg).squeeze(-1)
+    return (-torch.log(p_top) - torch.einsum("hqk,hqk->hq", p, centred)) / math.log(2)
+
+
+class _LayerSums:
+    """Running sums of one layer over the chunks of its queries, on that layer's device."""
+
+    def __init__(self, weights: torch.Tensor, n_queries: int, n_keys: int, size: int) -> None:
+        heads = weights.shape[1]
+        self.rows = _blocks(n_queries, size)
+        self.n_queries, self.n_keys = n_queries, n_keys
+        self.block_rows = torch.zeros((heads, size, n_keys), dtype=torch.float32, device=weights.device)
+        self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=weights.device)
+
+    def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
+        """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
+        p = weights.float()
+        stop, width = start + p.shape[1], p.shape[2]
+        for index, (lo, hi) in enumerate(self.rows):
+            lo, hi = max(lo, start), min(hi, stop)
+            if lo < hi:
+                self.block_rows[:, index, :width] += p[:, lo - start : hi - start].sum(1)
+        queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
+        offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
+        self.sums[:, 0] += _entropy_bits(p, scores.float()).sum(1)
+        self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
+        self.sums[:, 2] += p[:, :, 0].sum(1)
+        rows = torch.arange(max(start, 1), stop, device=p.device)
+        rows = rows[rows - 1 < width]
+        self.sums[:, 3] += p[:, rows - start, rows - 1].sum(1)
+
+    def finish(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(thumbnails [heads, size, size] float32, statistics [heads, S] float64) on the host."""
+        cols = _blocks(self.n_keys, size)
+        totals = torch.stack([self.block_rows[..., lo:hi].sum(-1) for lo, hi in cols], dim=-1)
+        counts = torch.tensor([hi - lo for lo, hi in self.rows], dtype=torch.float32, device=totals.device)
+        widths = torch.tensor([hi - lo for lo, hi in cols], dtype=torch.float32, device=totals.device)
+        means = totals / (counts[:, None] * widths[None, :])
+        peak = means.amax(dim=(-2, -1), keepdim=True)
+        thumbs = torch.where(peak > 0, means / torch.where(peak > 0, peak, 1.0), 0.0)
+        counts_per_stat = [self.n_queries, self.n_queries, self.n_queries, max(self.n_keys - 1, 1)]
+        stats = self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
+        return thumbs.cpu().numpy(), stats
+
+
+def summarise(
+    loaded: LoadedModel,
+    text: str | None = None,
+    *,
+    messages: Messages | None = None,
+    target: str | None = None,
+    size: int = THUMBNAIL,
+    max_tokens: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Summary:
+    """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
+
+    ``max_tokens`` None allows up to the model's context length.
+    """
+    prompt: str | Messages = messages if messages is not None else (text or "")
+    batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
+    stack = loaded.main_stack
+    running: dict[int, _LayerSums] = {}
+    done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def reduce(call: AttentionCall) -> None:
+        if call.site.stack != stack:
+            return
+        layer = call.site.layer
+        if layer not in running:
+            running[layer] = _LayerSums(call.weights, call.n_queries, call.n_keys, size)
+        running[layer].add(call.weights[0], call.scores[0], call.query_start)
+        if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
+            done[layer] = running.pop(layer).finish(size)
+
+    forward(loaded, batch.inputs, Hooks(record=reduce, chunk_bytes=chunk_bytes), last_logits_only=True)
+    layers = tuple(sorted(done))
+    finished = [done[layer] for layer in layers]
+    tokens, special = display_tokens(loaded.tokenizer, batch.encoded[0])
+    return Summary(
+        model_name=loaded.info.name,
+        stack=stack,
+        tokens=tokens,
+        special=special,
+        input_ids=np.asarray(batch.encoded[0]),
+        layers=layers,
+        heads=tuple(range(loaded.n_heads)),
+        thumbnails=np.stack([thumbs for thumbs, _ in finished]),
+        head_stats=np.stack([stats for _, stats in finished]),
+        head_stat_names=STAT_NAMES,
+        device=loaded.device_label,
+        dtype=str(loaded.dtype).removeprefix("torch."),
+    )

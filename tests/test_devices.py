@@ -1,0 +1,48 @@
+"""The device option of load_model, tested where every machine can: on the CPU (and on CUDA where present)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import attnviz
+from attnviz.loading import ModelLoadError
+from attnviz.summary import summarise
+
+
+def test_cpu_device_loads_float32_on_cpu(tiny_model_dir) -> None:
+    loaded = attnviz.load_model(str(tiny_model_dir("llama")), device="cpu")
+    assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
+    assert loaded.device_label == "cpu · float32"
+    assert summarise(loaded, "a b c").device == "cpu · float32"
+
+
+def test_environment_overrides_auto(tiny_model_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_DEVICE", "cpu")
+    assert attnviz.load_model(str(tiny_model_dir("llama"))).device_label == "cpu · float32"
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:99", "not a device"])
+def test_invalid_device_is_a_clear_load_error(tiny_model_dir, device: str) -> None:
+    with pytest.raises(ModelLoadError, match="device"):
+        attnviz.load_model(str(tiny_model_dir("llama")), device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_from_the_environment_without_a_gpu_names_the_variable(
+    tiny_model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTNVIZ_DEVICE", "cuda")
+    with pytest.raises(ModelLoadError, match="ATTNVIZ_DEVICE 'cuda' was asked for, but torch sees no CUDA GPU"):
+        attnviz.load_model(str(tiny_model_dir("llama")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_trace_and_summary_equal_the_cpu(tiny_model_dir) -> None:
+    folder = str(tiny_model_dir("llama"))
+    cpu = attnviz.load_model(folder, device="cpu")
+    gpu = attnviz.load_model(folder, device="cuda")
+    text = "one two three four five six seven eight"
+    np.testing.assert_allclose(attnviz.trace(gpu, text).attention, attnviz.trace(cpu, text).attention, atol=2e-2)
+    np.testing.assert_allclose(summarise(gpu, text).thumbnails, summarise(cpu, text).thumbnails, atol=5e-2)

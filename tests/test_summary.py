@@ -1,0 +1,47 @@
+"""Summaries reduced during the forward pass equal the thumbnails and statistics of full traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import attnviz
+from attnviz import stats
+from attnviz.grid import thumbnail
+from attnviz.summary import STAT_NAMES, summarise
+from attnviz.trace import PromptError
+
+# Small chunks force many chunks of queries (and key trimming) even on short prompts.
+SMALL_CHUNKS = 20_000
+
+
+def assert_summary_matches_trace(loaded, text: str, chunk_bytes: int) -> None:  # noqa: ANN001 - LoadedModel
+    summary = summarise(loaded, text, chunk_bytes=chunk_bytes)
+    full = attnviz.trace(loaded, text)
+    assert summary.tokens == full.tokens and summary.layers == full.layers and summary.heads == full.heads
+    assert summary.thumbnails.shape == (len(full.layers), len(full.heads), 24, 24)
+    np.testing.assert_allclose(summary.thumbnails, thumbnail(full.attention), atol=1e-5, rtol=0)
+    expected = stats.head_stats(full.attention, full.layers, full.heads)
+    assert summary.head_stat_names == STAT_NAMES
+    for index, name in enumerate(STAT_NAMES):
+        np.testing.assert_allclose(summary.head_stats[..., index], getattr(expected, name), rtol=1e-4, atol=1e-5)
+    assert summary.stats().rows() and summary.device == "cpu · float32"
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "bert"])
+def test_tiny_summary_equals_full_trace(tiny, family: str) -> None:
+    """Causal with GQA, sliding window with softcap, bidirectional encoder; fewer than 24 tokens repeat cells."""
+    assert_summary_matches_trace(tiny(family), "one two three four five six seven eight nine ten", SMALL_CHUNKS)
+
+
+def test_smollm2_summary_equals_full_trace_at_300_tokens(smollm2) -> None:
+    text = " ".join(f"w{i % 41}" for i in range(100))
+    assert_summary_matches_trace(smollm2, text, 2_000_000)
+
+
+def test_summary_allows_the_model_context_length_and_no_more(tiny) -> None:
+    loaded = tiny("llama")  # max_position_embeddings 256
+    summary = summarise(loaded, " ".join(["word"] * 200))
+    assert 200 <= summary.n_tokens <= 256
+    with pytest.raises(PromptError, match="at most 256"):
+        summarise(loaded, " ".join(["word"] * 300))
