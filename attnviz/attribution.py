@@ -123,11 +123,17 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
 def _tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
     """Token ids of a pasted answer; PromptError if empty or longer than MAX_ANSWER_TOKENS."""
     if not answer.strip():
-        raise PromptError("The pasted answer is empty: type the answer to attribute, or let the model generate one.")
+        raise PromptError(
+            "The pasted answer is empty: type the answer to attribute, or let the model generate one."
+        )
     with loaded.lock:
-        ids = np.asarray(loaded.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"], dtype=np.int64)
+        ids = np.asarray(
+            loaded.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"], dtype=np.int64
+        )
     if len(ids) > MAX_ANSWER_TOKENS:
-        raise PromptError(f"The pasted answer has {len(ids)} tokens; at most {MAX_ANSWER_TOKENS} can be attributed.")
+        raise PromptError(
+            f"The pasted answer has {len(ids)} tokens; at most {MAX_ANSWER_TOKENS} can be attributed."
+        )
     return ids
 
 
@@ -249,7 +255,13 @@ def export_json(result: Attribution) -> dict[str, object]:
         "passages": list(result.passages),
         "granularity": result.granularity,
         "sources": [
-            {"label": label, "passage": s.passage + 1, "start": s.start, "end": s.end, "text": result.source_text(i)}
+            {
+                "label": label,
+                "passage": s.passage + 1,
+                "start": s.start,
+                "end": s.end,
+                "text": result.source_text(i),
+            }
             for i, (label, s) in enumerate(zip(result.labels, result.sources, strict=True))
         ],
         "answer": result.answer,

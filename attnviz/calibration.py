@@ -222,7 +222,9 @@ def calibrate(
         if progress is not None:
             progress(number / len(cases), f"Finding retrieval heads: synthetic case {number} of {len(cases)}")
     choose, held_out = split_cases(list(range(len(cases))))
-    heads, head_accuracy, accuracy = choose_heads([shares[i] for i in choose], [cases[i].gold for i in choose])
+    heads, head_accuracy, accuracy = choose_heads(
+        [shares[i] for i in choose], [cases[i].gold for i in choose]
+    )
     held = heads_accuracy([shares[i] for i in held_out], [cases[i].gold for i in held_out], heads)
     return Calibration(loaded.info.name, heads, head_accuracy, len(choose), len(held_out), accuracy, held)
 
@@ -230,7 +232,17 @@ def calibrate(
 def recipe_fingerprint(n_cases: int = CALIBRATION_CASES, seed: int = 0) -> str:
     """Hash of what the synthetic cases and prompts are made from: templates, instruction, seed, count."""
     recipe = json.dumps(
-        [CALIBRATION_VERSION, INSTRUCTION, _SYLLABLES, _VALUES, _RELATIONS, _FILLERS, HEAD_COUNTS, n_cases, seed]
+        [
+            CALIBRATION_VERSION,
+            INSTRUCTION,
+            _SYLLABLES,
+            _VALUES,
+            _RELATIONS,
+            _FILLERS,
+            HEAD_COUNTS,
+            n_cases,
+            seed,
+        ]
     )
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 

@@ -139,7 +139,9 @@ def sources_of(passages: Sequence[str], granularity: str = "passage") -> tuple[S
     if granularity == "passage":
         return tuple(Source(index, 0, len(passage)) for index, passage in enumerate(passages))
     return tuple(
-        Source(index, start, end) for index, passage in enumerate(passages) for start, end in sentence_spans(passage)
+        Source(index, start, end)
+        for index, passage in enumerate(passages)
+        for start, end in sentence_spans(passage)
     )
 
 
@@ -179,7 +181,9 @@ def user_message(question: str, passages: Sequence[str]) -> tuple[str, list[tupl
 
 
 def token_spans(
-    offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]], names: Sequence[str] | None = None
+    offsets: Sequence[tuple[int, int]],
+    char_spans: Sequence[tuple[int, int]],
+    names: Sequence[str] | None = None,
 ) -> list[tuple[int, int]]:
     """Token range [start, end) of each character span, from a tokenizer's (start, end) char offsets.
 
@@ -254,8 +258,13 @@ def build_prompt(
             f"(leaving {reserve} for the answer). Shorten the passages or keep only the relevant ones."
         )
     passage_chars = [(start + shift, end + shift) for start, end in char_spans]
-    source_chars = [(passage_chars[s.passage][0] + s.start, passage_chars[s.passage][0] + s.end) for s in sources]
-    names = [f"Passage {s.passage + 1}" + (f" sentence at {s.start}" if granularity == "sentence" else "") for s in sources]
+    source_chars = [
+        (passage_chars[s.passage][0] + s.start, passage_chars[s.passage][0] + s.end) for s in sources
+    ]
+    names = [
+        f"Passage {s.passage + 1}" + (f" sentence at {s.start}" if granularity == "sentence" else "")
+        for s in sources
+    ]
     spans = token_spans(encoded["offset_mapping"], source_chars, names)
     return PassagePrompt(
         question=question.strip(),
