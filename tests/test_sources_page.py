@@ -72,7 +72,6 @@ def test_markup_in_question_passages_and_answer_is_shown_as_text(smollm2) -> Non
     answer(at)
     assert not at.exception, at.exception
     assert at.text[0].value == "<b>ferret</b> [x](javascript:alert(5))"
-    assert at.dataframe[0].value["text"].tolist()[:1] != []
     assert set(at.dataframe[0].value["text"]) == {EVIL[0], "The river floods.", EVIL[1].split("\n\n")[1]}
     shown = markdown_html(at)
     for raw in ("<script", "<img", "](", "javascript:", "onerror=alert"):
@@ -89,7 +88,7 @@ def test_bad_input_gets_one_clear_message(smollm2) -> None:
     assert [w.value for w in at.warning] == ["Type a question\\."] and not at.info
     at.text_input(key="sources_question").set_value("q" * 100_000)
     answer(at)
-    assert len(at.warning) == 1 and f"at most {MAX_PROMPT_CHARS:,}".replace(",", "\\,") in at.warning[0].value
+    assert len(at.warning) == 1 and f"at most {MAX_PROMPT_CHARS:,} are accepted" in at.warning[0].value
     at.text_input(key="sources_question").set_value("Who?")
     for index in range(5):
         at.text_area(key=f"sources_passage_{index}").set_value(" \n ")
