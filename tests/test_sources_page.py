@@ -60,8 +60,8 @@ def test_pasted_answer_with_sentence_sources(smollm2) -> None:
     assert not at.exception and "Attention (all heads)" in at.dataframe[0].value.columns
 
 
-def test_markup_in_question_passages_and_answer_is_shown_as_text(smollm2) -> None:
-    at = open_page("sources", timeout=900)
+def test_markup_in_question_passages_and_answer_is_shown_as_text(tiny_model_dir) -> None:
+    at = open_page("sources", timeout=600, model=str(tiny_model_dir("llama")))
     at.radio(key="sources_mode").set_value("Paste").run()
     at.radio(key="sources_origin").set_value("Paste").run()
     at.text_input(key="sources_question").set_value("What pet? <script>alert(4)</script>")
@@ -80,8 +80,8 @@ def test_markup_in_question_passages_and_answer_is_shown_as_text(smollm2) -> Non
     assert "\n\n" not in shown  # one line per passage: no blank line can end the HTML block
 
 
-def test_bad_input_gets_one_clear_message(smollm2) -> None:
-    at = open_page("sources", timeout=900)
+def test_bad_input_gets_one_clear_message(tiny_model_dir) -> None:
+    at = open_page("sources", timeout=600, model=str(tiny_model_dir("llama")))
     at.text_input(key="sources_question").set_value("   ")
     answer(at)
     assert not at.exception
