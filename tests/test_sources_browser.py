@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnviz.calibration import is_calibrated
 from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -13,32 +14,45 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ICON_HOST = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbols"
 
 
-def open_sources(page, app_url: str) -> None:  # noqa: ANN001 - playwright Page
+def open_sources(page, app_url: str) -> None:
     page.goto(f"{app_url}/sources")
     wait_idle(page)
     page.get_by_role("button", name="Answer").wait_for(timeout=60_000)
 
 
-def radio(page, group: str, option: str) -> None:  # noqa: ANN001 - playwright Page
+def radio(page, group: str, option: str) -> None:
     """Click ``option`` of the radio group whose options include ``group``."""
     page.locator('[data-testid="stRadio"]').filter(has_text=group).get_by_text(option, exact=True).click()
     wait_idle(page)
 
 
-def press_answer(page) -> None:  # noqa: ANN001 - playwright Page
+@pytest.fixture(scope="module")
+def calibrated(smollm2) -> bool:
+    """Whether the built-in model's retrieval heads are on disk (calibrating them takes minutes)."""
+    return is_calibrated(smollm2)
+
+
+def skip_calibration(page, calibrated: bool) -> None:
+    """Untick the retrieval-head method unless the heads are on disk already."""
+    if not calibrated:
+        page.get_by_text("Attention (retrieval heads)", exact=True).click()
+
+
+def press_answer(page) -> None:
     page.get_by_role("button", name="Answer").click()
     wait_idle(page, timeout_ms=900_000)
 
 
-def assert_nothing_left_localhost(page) -> None:  # noqa: ANN001 - playwright Page
+def assert_nothing_left_localhost(page) -> None:
     assert not page.dialogs
     assert [url for url in page.blocked_requests if not url.startswith(ICON_HOST)] == []
 
 
-def test_generated_answer_by_passage(page, app_url: str) -> None:
+def test_generated_answer_by_passage(page, app_url: str, calibrated: bool) -> None:
     open_sources(page, app_url)
     assert page.get_by_text("Nothing runs before that").first.is_visible()
     assert not page.locator(".js-plotly-plot").count()
+    skip_calibration(page, calibrated)
     press_answer(page)
     page.get_by_text("Passages by method").first.wait_for(timeout=60_000)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
@@ -50,7 +64,7 @@ def test_generated_answer_by_passage(page, app_url: str) -> None:
     assert_nothing_left_localhost(page)
 
 
-def test_pasted_answer_by_sentence(page, app_url: str) -> None:
+def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None:
     open_sources(page, app_url)
     page.get_by_label("Passage 2", exact=True).fill(
         "The bakery on Elm Lane opened in 1998. On Sundays it sells only cinnamon rolls. It closes at noon."
@@ -58,10 +72,12 @@ def test_pasted_answer_by_sentence(page, app_url: str) -> None:
     radio(page, "Generate", "Paste")
     page.get_by_label("Answer to attribute").fill("Only cinnamon rolls.")
     radio(page, "Sentences", "Sentences")
+    skip_calibration(page, calibrated)
     press_answer(page)
     page.get_by_text("Sentences by method").first.wait_for(timeout=60_000)
     assert page.get_by_text("the model did not write it").first.is_visible()
-    assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
+    if calibrated:
+        assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 3800})
     page.wait_for_timeout(1500)
     screenshot(page, "sources_sentences")

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from attnviz.passages import MAX_PROMPT_CHARS
 from tests.apptest import open_page
+from ui.sources_form import METHOD_LABELS
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +30,21 @@ def test_nothing_runs_before_answer_is_pressed() -> None:
     at = open_page("sources")
     assert not at.exception, at.exception
     assert at.title[0].value == "Sources"
-    assert [t.label for t in at.text_area] == ["Passage 1", "Passage 2", "Passage 3", "Passage 4", "Passage 5"]
+    assert [t.label for t in at.text_area] == [
+        "Passage 1",
+        "Passage 2",
+        "Passage 3",
+        "Passage 4",
+        "Passage 5",
+    ]
     assert at.text_area[4].value == ""  # the empty box for a new passage
     assert any("press **Answer**" in i.value for i in at.info)
     assert not at.subheader and not at.dataframe  # no model ran
 
 
-def test_pasted_answer_with_sentence_sources(smollm2) -> None:
-    at = open_page("sources", timeout=900)
+def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    at = open_page("sources", timeout=900, model=str(tiny_model_dir("llama")))
     at.radio(key="sources_origin").set_value("Paste").run()
     at.text_area(key="sources_passage_1").set_value(
         "On Sundays the bakery on Elm Lane sells only cinnamon rolls. It opens at seven."
@@ -49,8 +57,14 @@ def test_pasted_answer_with_sentence_sources(smollm2) -> None:
     assert at.text[0].value == "Cinnamon rolls."
     assert any("model did not write it" in c.value and "log-probability" in c.value for c in at.caption)
     table = at.dataframe[0].value
-    assert table["source"].tolist()[0] == "[2.1]"  # ablation ranks the sentence holding the answer first
     assert set(table["source"]) == {"[1.1]", "[2.1]", "[2.2]", "[3.1]", "[4.1]"}
+    assert table.columns.tolist() == [
+        "rank",
+        "source",
+        "Attention (calibrated retrieval heads)",
+        METHOD_LABELS["ablation"],
+        "text",
+    ]
     subheaders = [s.value for s in at.subheader]
     assert "Sentences by method" in subheaders and "Token by token, inside the top passages" in subheaders
     assert any(m.label == "Held-out accuracy" for m in at.metric)
