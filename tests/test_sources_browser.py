@@ -17,7 +17,7 @@ ICON_HOST = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbols"
 def open_sources(page, app_url: str) -> None:
     page.goto(f"{app_url}/sources")
     wait_idle(page)
-    page.get_by_role("button", name="Answer").wait_for(timeout=60_000)
+    page.get_by_test_id("stFormSubmitButton").wait_for(timeout=60_000)
 
 
 def radio(page, group: str, option: str) -> None:
@@ -39,7 +39,7 @@ def skip_calibration(page, calibrated: bool) -> None:
 
 
 def press_answer(page) -> None:
-    page.get_by_role("button", name="Answer").click()
+    page.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
     wait_idle(page, timeout_ms=900_000)
 
 
@@ -66,11 +66,11 @@ def test_generated_answer_by_passage(page, app_url: str, calibrated: bool) -> No
 
 def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None:
     open_sources(page, app_url)
-    page.get_by_label("Passage 2", exact=True).fill(
+    page.get_by_role("textbox", name="Passage 2", exact=True).fill(
         "The bakery on Elm Lane opened in 1998. On Sundays it sells only cinnamon rolls. It closes at noon."
     )
     radio(page, "Generate", "Paste")
-    page.get_by_label("Answer to attribute").fill("Only cinnamon rolls.")
+    page.get_by_role("textbox", name="Answer to attribute").fill("Only cinnamon rolls.")
     radio(page, "Sentences", "Sentences")
     skip_calibration(page, calibrated)
     press_answer(page)
@@ -91,8 +91,8 @@ def test_markup_in_passages_runs_nothing_and_fetches_nothing(page, app_url: str)
         "<script>alert(1)</script> Ada keeps a <img src=x onerror=alert(2)> ferret.\n\n"
         "Rivers flood.\n\n![x](http://example.com/a.png) [click](javascript:alert(3))"
     )
-    page.get_by_label("Passages separated by blank lines").fill(evil)
-    page.get_by_label("Question").fill("What pet? <img src=y onerror=alert(4)>")
+    page.get_by_role("textbox", name="Passages separated by blank lines").fill(evil)
+    page.get_by_role("textbox", name="Question").fill("What pet? <img src=y onerror=alert(4)>")
     for method in ("Attention (retrieval heads)", "Ablation (remove each source)"):
         page.get_by_text(method, exact=True).click()
     press_answer(page)
