@@ -1,17 +1,19 @@
-"""Attribution: which passages of a context an answer was read from, and how faithful that is.
+"""Attribution: which sources (passages or sentences) of a context an answer was read from.
 
-:func:`attribute` generates a greedy, bounded answer to a question over passages and
-scores every (answer token, passage) pair by up to three methods:
+:func:`attribute` takes a greedy, bounded answer from the model (or a pasted answer,
+teacher-forced) to a question over passages and scores every (answer token, source)
+pair by up to three methods:
 
-* ``attention``: attention mass from the answer into each passage, from the heads that
-  do retrieval in this model (chosen by :func:`calibrate` on synthetic cases made by
-  code and cached on disk), each head's mass taken as a share of what it gives to
-  passages, so sinks and the chat template drop out;
+* ``attention``: attention mass from the answer into each source, from the heads that
+  do retrieval in this model (chosen by calibration on synthetic cases made by code and
+  cached on disk), each head's mass taken as a share of what it gives to sources, so
+  sinks and the chat template drop out;
 * ``naive``: mean attention mass over all layers and heads (the baseline);
-* ``ablation``: leave-one-passage-out, the drop in each answer token's log-probability
-  when that passage is removed (one forward pass per passage; the faithful reference).
+* ``ablation``: the drop in each answer token's log-probability when a source is removed
+  (leave-one-out for a few sources, random subsets with a linear surrogate for many;
+  the faithful reference, see :mod:`attnviz.source_ablation`).
 
-Attention is reduced to per-passage sums while the forward pass runs
+Attention is reduced to per-source sums while the forward pass runs
 (:mod:`attnviz.passage_attention`); heads come from :mod:`attnviz.calibration`;
 agreement and faithfulness metrics live in :mod:`attnviz.agreement`.
 """
@@ -25,31 +27,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from attnviz.calibration import calibration
+from attnviz.calibration import Calibration, calibration
 from attnviz.loading import LoadedModel
-from attnviz.passage_attention import (
-    Head,
-    PassageAttention,
-    aggregate,
-    answer_logprobs,
-    passage_attention,
-    retrieval_scores,
-)
-from attnviz.passages import PassagePrompt, build_prompt
+from attnviz.passage_attention import Head, PassageAttention, aggregate, passage_attention, retrieval_scores
+from attnviz.passages import PassagePrompt, Progress, Source, build_prompt
+from attnviz.source_ablation import DEFAULT_PASSES, MAX_LEAVE_ONE_OUT, SourceAblation, ablate_sources
 from attnviz.tokens import display_tokens
 from attnviz.trace import PromptError
 
 METHODS = ("attention", "naive", "ablation")
 DEFAULT_MAX_NEW_TOKENS = 32
+MAX_ANSWER_TOKENS = 128
 
 
 @dataclass(frozen=True)
 class Attribution:
-    """An answer and its attribution over passages.
+    """An answer and its attribution over the sources (passages or sentences) of a prompt.
 
-    ``scores`` maps a method to a [answer_tokens, passages] matrix; ``logprobs`` [answer_tokens]
-    are the answer's token log-probabilities with every passage present; ``seconds`` is the
-    time each method took (generation under ``generate``).
+    ``scores`` maps a method to a [answer_tokens, sources] matrix; ``logprobs`` [answer_tokens]
+    are the answer's token log-probabilities with every source present; ``answer_origin`` is
+    ``"generated"`` (by this model, greedily) or ``"pasted"`` (given, teacher-forced);
+    ``seconds`` is the time each step took (generation under ``generate``).
     """
 
     question: str
@@ -63,23 +61,42 @@ class Attribution:
     heads: tuple[Head, ...]
     logprobs: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    answer_origin: str = "generated"
+    calibration: Calibration | None = None
+    ablation: SourceAblation | None = None
+
+    @property
+    def granularity(self) -> str:
+        return self.prompt.granularity
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return self.prompt.sources
+
+    @property
+    def labels(self) -> list[str]:
+        """``[2]`` or ``[2.3]`` (passage 2, sentence 3) for every source."""
+        return [self.prompt.source_label(i) for i in range(len(self.sources))]
+
+    def source_text(self, index: int) -> str:
+        return self.sources[index].text(self.passages)
 
     def passage_scores(self, method: str, rows: slice = slice(None)) -> np.ndarray:
-        """One score per passage [passages] of method ``method``, over the answer tokens ``rows``."""
+        """One score per source [sources] of method ``method``, over the answer tokens ``rows``."""
         return passage_scores(self.scores[method][rows], method)
 
     def ranking(self, method: str) -> np.ndarray:
-        """Passage indices, most attributed first."""
+        """Source indices, most attributed first."""
         return ranking(self.passage_scores(method))
 
 
 def passage_scores(matrix: np.ndarray, method: str) -> np.ndarray:
-    """[answer_tokens, passages] -> [passages]: total log-prob drop for ablation, mean share for attention."""
+    """[answer_tokens, sources] -> [sources]: total log-prob drop for ablation, mean share for attention."""
     return matrix.sum(axis=0) if method == "ablation" else matrix.mean(axis=0)
 
 
 def ranking(scores: np.ndarray) -> np.ndarray:
-    """Passage indices by score, highest first (ties keep passage order)."""
+    """Source indices by score, highest first (ties keep source order)."""
     return np.argsort(-np.asarray(scores), kind="stable")
 
 
@@ -103,19 +120,28 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
     return answer[:end].astype(np.int64)
 
 
-def leave_one_out(
-    loaded: LoadedModel, question: str, passages: Sequence[str], answer_ids: np.ndarray, base: np.ndarray
-) -> np.ndarray:
-    """[answer_tokens, passages] drop of each answer token's log-prob when one passage is removed."""
-    drops = np.zeros((len(answer_ids), len(passages)), dtype=np.float32)
-    for index in range(len(passages)):
-        rest = [p for i, p in enumerate(passages) if i != index]
-        if rest:
-            ids = build_prompt(loaded, question, rest).ids
-        else:
-            ids = build_prompt(loaded, question, ["(no passage)"]).ids
-        drops[:, index] = base - answer_logprobs(loaded, ids, answer_ids)
-    return drops
+def _tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
+    """Token ids of a pasted answer; PromptError if empty or longer than MAX_ANSWER_TOKENS."""
+    if not answer.strip():
+        raise PromptError(
+            "The pasted answer is empty: type the answer to attribute, or let the model generate one."
+        )
+    with loaded.lock:
+        ids = np.asarray(
+            loaded.tokenizer(answer.strip(), add_special_tokens=False)["input_ids"], dtype=np.int64
+        )
+    if len(ids) > MAX_ANSWER_TOKENS:
+        raise PromptError(
+            f"The pasted answer has {len(ids)} tokens; at most {MAX_ANSWER_TOKENS} can be attributed."
+        )
+    return ids
+
+
+def _stage(progress: Progress | None, start: float, end: float) -> Progress | None:
+    """``progress`` for one step that covers the fraction [start, end] of the whole run."""
+    if progress is None:
+        return None
+    return lambda done, what: progress(start + (end - start) * done, what)
 
 
 def attribute(
@@ -127,11 +153,18 @@ def attribute(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     answer: str | None = None,
     heads: Sequence[Head] | None = None,
+    granularity: str = "passage",
+    passes: int = DEFAULT_PASSES,
+    max_leave_one_out: int = MAX_LEAVE_ONE_OUT,
+    progress: Progress | None = None,
 ) -> Attribution:
-    """Answer ``question`` from ``passages`` (greedy) and score answer tokens x passages by each method.
+    """Answer ``question`` from ``passages`` (greedy) and score answer tokens x sources by each method.
 
-    ``answer`` skips generation and attributes that text instead; ``heads`` overrides the
-    calibrated retrieval heads (calibration runs once per model, then comes from disk).
+    ``answer`` skips generation and attributes that text instead (teacher forcing);
+    ``heads`` overrides the calibrated retrieval heads (calibration runs once per model,
+    then comes from disk); ``granularity`` is ``"passage"`` or ``"sentence"``; ``passes``
+    bounds subset ablation beyond ``max_leave_one_out`` sources. The prompt's length is
+    checked before any model work. ``progress(done, what)`` hears about slow steps.
     """
     methods = (method,) if isinstance(method, str) else tuple(method)
     unknown = [m for m in methods if m not in METHODS]
@@ -141,32 +174,38 @@ def attribute(
         raise PromptError(
             f"'{loaded.info.name}' is not a decoder, so it cannot generate an answer to attribute."
         )
-    prompt = build_prompt(loaded, question, passages)
+    pasted = None if answer is None else _tokenize_answer(loaded, answer)
+    reserve = max_new_tokens if pasted is None else len(pasted)
+    prompt = build_prompt(loaded, question, passages, granularity, reserve=reserve)
     seconds: dict[str, float] = {}
+    calibrated = None
+    if "attention" in methods and heads is None:
+        calibrated = calibration(loaded, progress=_stage(progress, 0.0, 0.5))
+        heads = calibrated.heads
+    chosen = tuple(heads) if "attention" in methods and heads is not None else ()
+    if progress is not None:
+        progress(0.5, "Generating the answer" if pasted is None else "Scoring the pasted answer")
     started = time.perf_counter()
-    if answer is None:
-        answer_ids = generate_answer(loaded, prompt.ids, max_new_tokens)
-    else:
-        with loaded.lock:
-            answer_ids = np.asarray(
-                loaded.tokenizer(answer, add_special_tokens=False)["input_ids"], dtype=np.int64
-            )
+    answer_ids = generate_answer(loaded, prompt.ids, max_new_tokens) if pasted is None else pasted
     seconds["generate"] = time.perf_counter() - started
     if len(answer_ids) == 0:
         raise PromptError("The model gave an empty answer, so there is nothing to attribute.")
     started = time.perf_counter()
-    attention, logprobs = passage_attention(loaded, prompt, answer_ids)
+    attention, logprobs = passage_attention(loaded, prompt, answer_ids, chosen)
     seconds["attention"] = time.perf_counter() - started
     scores: dict[str, np.ndarray] = {}
-    chosen: tuple[Head, ...] = ()
     if "attention" in methods:
-        chosen = tuple(heads) if heads is not None else calibration(loaded).heads
         scores["attention"] = retrieval_scores(attention, chosen)
     if "naive" in methods:
         scores["naive"] = aggregate(attention)
+    ablation = None
     if "ablation" in methods:
         started = time.perf_counter()
-        scores["ablation"] = leave_one_out(loaded, question, prompt.passages, answer_ids, logprobs)
+        ablation = ablate_sources(
+            loaded, prompt, answer_ids, logprobs, passes=passes, max_leave_one_out=max_leave_one_out,
+            progress=_stage(progress, 0.55, 1.0),
+        )  # fmt: skip
+        scores["ablation"] = ablation.drops
         seconds["ablation"] = time.perf_counter() - started
     with loaded.lock:
         answer_text = loaded.tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
@@ -174,7 +213,7 @@ def attribute(
     return Attribution(
         question=prompt.question,
         passages=prompt.passages,
-        answer=answer_text,
+        answer=answer_text if answer is None else answer.strip(),
         answer_ids=answer_ids,
         answer_tokens=tokens,
         prompt=prompt,
@@ -183,32 +222,58 @@ def attribute(
         heads=chosen,
         logprobs=logprobs,
         seconds=seconds,
+        answer_origin="generated" if answer is None else "pasted",
+        calibration=calibrated,
+        ablation=ablation,
     )
 
 
 def export_rows(result: Attribution) -> list[dict[str, object]]:
-    """One row per (answer token, passage) with every method's score, for CSV export."""
+    """One row per (answer token, source) with every method's score, for CSV export."""
+    labels = result.labels
     return [
         {
+            "granularity": result.granularity,
+            "answer_origin": result.answer_origin,
             "token_index": t,
             "token": token,
-            "passage": p + 1,
-            **{method: float(matrix[t, p]) for method, matrix in result.scores.items()},
+            "source": labels[s],
+            "passage": source.passage + 1,
+            "start": source.start,
+            "end": source.end,
+            **{method: float(matrix[t, s]) for method, matrix in result.scores.items()},
         }
         for t, token in enumerate(result.answer_tokens)
-        for p in range(len(result.passages))
+        for s, source in enumerate(result.sources)
     ]
 
 
 def export_json(result: Attribution) -> dict[str, object]:
-    """The answer with its attributions (per passage and per answer token) as plain JSON data."""
+    """The answer with its attributions (per source and per answer token) and how they were made, as JSON data."""
     return {
         "question": result.question,
         "passages": list(result.passages),
+        "granularity": result.granularity,
+        "sources": [
+            {
+                "label": label,
+                "passage": s.passage + 1,
+                "start": s.start,
+                "end": s.end,
+                "text": result.source_text(i),
+            }
+            for i, (label, s) in enumerate(zip(result.labels, result.sources, strict=True))
+        ],
         "answer": result.answer,
+        "answer_origin": result.answer_origin,
+        "answer_logprob": round(float(result.logprobs.sum()), 6),
         "answer_tokens": list(result.answer_tokens),
         "answer_logprobs": result.logprobs.round(6).tolist(),
         "heads": [list(head) for head in result.heads],
+        "calibration": None if result.calibration is None else result.calibration.export(),
+        "ablation": None
+        if result.ablation is None
+        else {"kind": result.ablation.kind, "forward_passes": result.ablation.passes},
         "scores": {method: result.passage_scores(method).round(6).tolist() for method in result.scores},
         "token_scores": {method: matrix.round(6).tolist() for method, matrix in result.scores.items()},
         "seconds": {name: round(value, 4) for name, value in result.seconds.items()},

@@ -2,8 +2,9 @@
 
 Each case is a fact-lookup question over passages whose answer lies in one known passage.
 The answer is teacher-forced, and the heads whose attention (while the answer is written)
-lands on that passage are the retrieval heads. Results are cached on disk under a
-fingerprint of everything they depend on.
+lands on that passage are the retrieval heads. Heads are chosen on one half of the cases
+and their accuracy is reported on the other, held-out half. Results are cached on disk
+under a fingerprint of everything they depend on.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import numpy as np
 
 from attnviz.loading import LoadedModel, cache_root
 from attnviz.passage_attention import Head, passage_attention, passage_shares
-from attnviz.passages import INSTRUCTION, build_prompt
+from attnviz.passages import INSTRUCTION, Progress, build_prompt
 
-CALIBRATION_VERSION = 1
-CALIBRATION_CASES = 32
+CALIBRATION_VERSION = 2
+CALIBRATION_CASES = 40  # half choose the heads, half measure them
 HEAD_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
@@ -31,15 +32,38 @@ HEAD_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 class Calibration:
     """Which heads of a model do retrieval, found on synthetic cases by :func:`calibrate`.
 
-    ``head_accuracy`` [layers, heads] is how often each head's top passage matched the
-    leave-one-out top passage; ``heads`` are the chosen ones, best first.
+    ``head_accuracy`` [layers, heads] is how often each head's top passage was the one
+    holding the answer on the ``n_choose`` cases that chose the heads; ``heads`` are the
+    chosen ones, best first. ``choice_accuracy`` is the chosen set's accuracy on those
+    cases, ``held_out_accuracy`` on ``n_held_out`` other cases never used to choose.
     """
 
     model_name: str
     heads: tuple[Head, ...]
     head_accuracy: np.ndarray
-    n_cases: int
-    accuracy: float
+    n_choose: int
+    n_held_out: int
+    choice_accuracy: float
+    held_out_accuracy: float
+
+    def describe(self) -> str:
+        """How the heads were chosen and how well they do, in one sentence."""
+        return (
+            f"{len(self.heads)} heads chosen on {self.n_choose} synthetic fact-lookup cases (those whose attention, "
+            f"while the known answer is written, most often lands on the passage holding it); on {self.n_held_out} "
+            f"other cases they find that passage {self.held_out_accuracy:.0%} of the time."
+        )
+
+    def export(self) -> dict[str, object]:
+        """Plain JSON data: heads, how chosen, accuracies (without the per-head table)."""
+        return {
+            "heads": [list(head) for head in self.heads],
+            "how": self.describe(),
+            "choose_cases": self.n_choose,
+            "held_out_cases": self.n_held_out,
+            "choice_accuracy": round(self.choice_accuracy, 4),
+            "held_out_accuracy": round(self.held_out_accuracy, 4),
+        }
 
 
 _SYLLABLES = (
@@ -126,6 +150,19 @@ def answered(answer: str, case: Case) -> bool:
     return case.answer_contains.lower() in answer.lower()
 
 
+def heads_accuracy(shares: Sequence[np.ndarray], reference: Sequence[int], heads: Sequence[Head]) -> float:
+    """How often the mean of ``heads``' passage shares puts the ``reference`` passage first, over cases."""
+    rows, cols = zip(*heads, strict=True)
+    return float(
+        np.mean(
+            [
+                np.argmax(s[list(rows), list(cols)].mean(axis=(0, 1))) == ref
+                for s, ref in zip(shares, reference, strict=True)
+            ]
+        )
+    )
+
+
 def choose_heads(
     shares: Sequence[np.ndarray], reference: Sequence[int], counts: Sequence[int] = HEAD_COUNTS
 ) -> tuple[tuple[Head, ...], np.ndarray, float]:
@@ -133,7 +170,7 @@ def choose_heads(
 
     ``shares`` holds one [layers, heads, answer_tokens, passages] array per case. k is the
     count whose averaged heads match the reference most often (larger k on ties).
-    Returns (heads best first, per-head accuracy [layers, heads], accuracy of the chosen set).
+    Returns (heads best first, per-head accuracy [layers, heads], accuracy of the chosen set on these cases).
     """
     per_case = [s.mean(axis=2) for s in shares]  # [layers, heads, passages]
     hits = np.mean([np.argmax(s, axis=-1) == ref for s, ref in zip(per_case, reference, strict=True)], axis=0)
@@ -145,44 +182,67 @@ def choose_heads(
     for k in counts:
         if k > len(ranked):
             break
-        rows, cols = zip(*ranked[:k], strict=True)
-        accuracy = float(
-            np.mean(
-                [
-                    np.argmax(s[rows, cols].mean(axis=0)) == ref
-                    for s, ref in zip(per_case, reference, strict=True)
-                ]
-            )
-        )
+        accuracy = heads_accuracy(shares, reference, ranked[:k])
         if accuracy >= best[0]:
             best = (accuracy, k)
     return tuple(ranked[: best[1]]), hits, best[0]
 
 
-def calibrate(loaded: LoadedModel, n_cases: int = CALIBRATION_CASES, seed: int = 0) -> Calibration:
-    """Find the retrieval heads: those whose attention, while the answer is written, lands on its passage.
+def split_cases(cases: Sequence[Case]) -> tuple[list[Case], list[Case]]:
+    """(cases that choose the heads, held-out cases that measure them): the first half and the rest."""
+    half = len(cases) // 2
+    return list(cases[:half]), list(cases[half:])
 
-    Each synthetic case is one forward pass with its known answer teacher-forced, so the
-    heads that fetch (copy) the answer from context are found without generating.
+
+def case_shares(loaded: LoadedModel, case: Case) -> np.ndarray:
+    """[layers, heads, answer_tokens, passages] passage shares of every head with the case's answer teacher-forced."""
+    prompt = build_prompt(loaded, case.question, case.passages)
+    with loaded.lock:
+        answer_ids = np.asarray(loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"])
+    attention, _ = passage_attention(loaded, prompt, answer_ids)
+    return passage_shares(attention.mass / np.clip(1.0 - attention.sink, 1e-6, None)[..., None])
+
+
+def calibrate(
+    loaded: LoadedModel,
+    n_cases: int = CALIBRATION_CASES,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Calibration:
+    """Find the retrieval heads on half of the synthetic cases and measure them on the other half.
+
+    Each case is one forward pass with its known answer teacher-forced, so the heads that
+    fetch (copy) the answer from context are found without generating. ``progress(done, what)``
+    is told after every case.
     """
-    shares, reference = [], []
-    for case in synthetic_cases(n_cases, seed):
-        prompt = build_prompt(loaded, case.question, case.passages)
-        with loaded.lock:
-            answer_ids = np.asarray(
-                loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"]
-            )
-        attention, _ = passage_attention(loaded, prompt, answer_ids)
-        shares.append(passage_shares(attention.mass / np.clip(1.0 - attention.sink, 1e-6, None)[..., None]))
-        reference.append(case.gold)
-    heads, head_accuracy, accuracy = choose_heads(shares, reference)
-    return Calibration(loaded.info.name, heads, head_accuracy, len(shares), accuracy)
+    cases = synthetic_cases(n_cases, seed)
+    shares = []
+    for number, case in enumerate(cases, start=1):
+        shares.append(case_shares(loaded, case))
+        if progress is not None:
+            progress(number / len(cases), f"Finding retrieval heads: synthetic case {number} of {len(cases)}")
+    choose, held_out = split_cases(list(range(len(cases))))
+    heads, head_accuracy, accuracy = choose_heads(
+        [shares[i] for i in choose], [cases[i].gold for i in choose]
+    )
+    held = heads_accuracy([shares[i] for i in held_out], [cases[i].gold for i in held_out], heads)
+    return Calibration(loaded.info.name, heads, head_accuracy, len(choose), len(held_out), accuracy, held)
 
 
 def recipe_fingerprint(n_cases: int = CALIBRATION_CASES, seed: int = 0) -> str:
     """Hash of what the synthetic cases and prompts are made from: templates, instruction, seed, count."""
     recipe = json.dumps(
-        [CALIBRATION_VERSION, INSTRUCTION, _SYLLABLES, _VALUES, _RELATIONS, _FILLERS, HEAD_COUNTS, n_cases, seed]
+        [
+            CALIBRATION_VERSION,
+            INSTRUCTION,
+            _SYLLABLES,
+            _VALUES,
+            _RELATIONS,
+            _FILLERS,
+            HEAD_COUNTS,
+            n_cases,
+            seed,
+        ]
     )
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
@@ -194,19 +254,20 @@ def _calibration_path(loaded: LoadedModel) -> Path:
     return cache_root() / "calibration" / f"{safe}-{digest}.json"
 
 
-def calibration(loaded: LoadedModel) -> Calibration:
-    """The model's retrieval heads: read from the disk cache, or calibrated once and saved."""
+def is_calibrated(loaded: LoadedModel) -> bool:
+    """Whether this model's heads are on disk already (so :func:`calibration` is instant)."""
+    return _calibration_path(loaded).exists()
+
+
+def calibration(loaded: LoadedModel, progress: Progress | None = None, refresh: bool = False) -> Calibration:
+    """The model's retrieval heads: read from the disk cache, or calibrated (again, if ``refresh``) and saved."""
     path = _calibration_path(loaded)
-    if path.exists():
+    if path.exists() and not refresh:
         data = json.loads(path.read_text())
-        return Calibration(
-            model_name=data["model_name"],
-            heads=tuple((int(layer), int(head)) for layer, head in data["heads"]),
-            head_accuracy=np.asarray(data["head_accuracy"]),
-            n_cases=int(data["n_cases"]),
-            accuracy=float(data["accuracy"]),
-        )
-    result = calibrate(loaded)
+        data["heads"] = tuple((int(layer), int(head)) for layer, head in data["heads"])
+        data["head_accuracy"] = np.asarray(data["head_accuracy"])
+        return Calibration(**data)
+    result = calibrate(loaded, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**asdict(result), "head_accuracy": result.head_accuracy.tolist()}
     staging = path.with_suffix(".partial")

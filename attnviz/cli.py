@@ -21,6 +21,7 @@ from attnviz.loading import (
     describe_builtins,
     load_model,
 )
+from attnviz.passages import GRANULARITIES
 from attnviz.summary import summarise
 from attnviz.trace import PromptError, trace
 
@@ -105,13 +106,21 @@ def _attribute(args: argparse.Namespace) -> int:
             case.get("passages"), list
         ):
             raise PromptError(f"{args.cases} line {number}: needs 'question' (text) and 'passages' (list of texts)")
+        if "answer" in case and not isinstance(case["answer"], str):
+            raise PromptError(f"{args.cases} line {number}: 'answer', when given, must be text")
         cases.append(case)
     loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr))
     with args.out.open("w", encoding="utf-8") as out:
         for number, case in enumerate(cases, start=1):
-            result = attribute(loaded, case["question"], case["passages"], method=("attention", "ablation"))
+            result = attribute(
+                loaded, case["question"], case["passages"], method=("attention", "ablation"),
+                answer=case.get("answer"), granularity=args.granularity,
+            )  # fmt: skip
             scores = {method: result.passage_scores(method).round(6).tolist() for method in result.scores}
-            out.write(json.dumps({**case, "answer": result.answer, "scores": scores}) + "\n")
+            extra = {"answer_origin": result.answer_origin, "answer_logprob": round(float(result.logprobs.sum()), 6)}
+            if args.granularity == "sentence":
+                extra["sources"] = result.labels
+            out.write(json.dumps({**case, "answer": result.answer, **extra, "scores": scores}) + "\n")
             print(f"{number}/{len(cases)}: {result.answer!r}", file=sys.stderr)
     return 0
 
@@ -137,9 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     trace_cmd.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
     trace_cmd.add_argument("--out", required=True, type=Path, help="output .npz file")
     attribute_cmd = commands.add_parser("attribute", help="answer questions over passages and attribute the answers")
-    attribute_cmd.add_argument("--cases", required=True, type=Path, help="input .jsonl: question, passages per line")
+    attribute_cmd.add_argument(
+        "--cases", required=True, type=Path,
+        help="input .jsonl: question, passages and optionally answer (attributed as given, not generated) per line",
+    )  # fmt: skip
     attribute_cmd.add_argument("--out", required=True, type=Path, help="output .jsonl: adds answer and scores")
     attribute_cmd.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
+    attribute_cmd.add_argument(
+        "--granularity", choices=GRANULARITIES, default="passage", help="attribute to whole passages or sentences"
+    )
     return parser
 
 

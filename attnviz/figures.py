@@ -200,32 +200,3 @@ def mask_heatmap(
     figure.update_traces(showscale=False, zmin=0.0, zmax=1.0, xgap=1, ygap=1)
     figure.update_layout(height=460)
     return figure
-
-
-def passage_bar(scores: np.ndarray, value_name: str, title: str = "") -> go.Figure:
-    """One bar per passage, labelled [1], [2], …"""
-    labels = [f"[{i + 1}]" for i in range(len(scores))]
-    figure = go.Figure(go.Bar(x=labels, y=scores, hovertemplate="passage %{x}<br>%{y:.4f}<extra></extra>"))
-    figure.update_layout(
-        title=title, yaxis_title=value_name, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10}
-    )
-    return figure
-
-
-def highlighted_passages(passages: Sequence[str], scores: np.ndarray, colour: str) -> str:
-    """HTML of the passages with a background whose strength follows the score; all text escaped.
-
-    Every passage is one ``<div>`` on one line, so no blank line inside user text can end the
-    HTML block and let the rest be read as Markdown.
-    """
-    top = float(np.max(np.abs(scores))) or 1.0
-    blocks = []
-    for index, (passage, score) in enumerate(zip(passages, scores, strict=True)):
-        alpha = max(0.0, float(score) / top) * 0.55
-        text = html.escape(passage).replace("\n", "<br>")
-        blocks.append(
-            f'<div style="background: rgba({colour}, {alpha:.3f}); border-left: 4px solid rgba({colour}, 0.9); '
-            f'padding: 6px 10px; margin: 4px 0; border-radius: 4px;">'
-            f"<b>[{index + 1}]</b> <small>score {score:.3f}</small><br>{text}</div>"
-        )
-    return "".join(blocks)

@@ -1,8 +1,9 @@
-"""Attention from an answer into the passages of its prompt, reduced while the forward pass runs.
+"""Attention from an answer into the sources (passages or sentences) of its prompt, reduced while the pass runs.
 
 One teacher-forced pass over prompt + answer; each attention call is reduced at once to
-per-passage sums for the queries that predict answer tokens, so no layers x heads x n x n
-tensor is ever kept. :func:`aggregate` turns those sums into [answer_tokens, passages] scores.
+per-source sums for the queries that predict answer tokens, so no layers x heads x n x n
+tensor is ever kept. :func:`aggregate` turns those sums into [answer_tokens, sources] scores.
+For token-level highlights, the chosen heads' attention on every prompt token is kept too.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ class PassageAttention:
     ``mass`` [layers, heads, answer_tokens, passages] is the attention weight the query
     predicting each answer token puts on each passage's tokens; ``value_mass`` is the same
     with every key weighted by its value vector's norm (as a share of the weighted total);
-    ``sink`` [layers, heads, answer_tokens] is the weight on the first token.
+    ``sink`` [layers, heads, answer_tokens] is the weight on the first token. ``tokens``
+    [answer_tokens, prompt_tokens] (when heads were given) is the mean over those heads of
+    each one's attention as shares of what it gives to all sources (so it sums over a
+    source's tokens to that head set's retrieval score).
     """
 
     mass: np.ndarray
     value_mass: np.ndarray
     sink: np.ndarray
+    tokens: np.ndarray | None = None
 
 
 def _sequence(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> dict[str, object]:
@@ -60,9 +65,12 @@ def answer_logprobs(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.
 
 
 def passage_attention(
-    loaded: LoadedModel, prompt: PassagePrompt, answer_ids: np.ndarray
+    loaded: LoadedModel, prompt: PassagePrompt, answer_ids: np.ndarray, heads: Sequence[Head] = ()
 ) -> tuple[PassageAttention, np.ndarray]:
-    """One forward pass over prompt + answer, keeping per-passage attention sums and the answer's log-probs."""
+    """One forward pass over prompt + answer, keeping per-source attention sums and the answer's log-probs.
+
+    ``heads`` also keeps those heads' per-token shares (``PassageAttention.tokens``).
+    """
     n_prompt = len(prompt.ids)
     n = n_prompt + len(answer_ids)
     rows = torch.arange(n_prompt - 1, n - 1)
@@ -72,6 +80,11 @@ def passage_attention(
     mass: dict[int, torch.Tensor] = {}
     value_mass: dict[int, torch.Tensor] = {}
     sink: dict[int, torch.Tensor] = {}
+    in_sources = membership.sum(-1)[:n_prompt]
+    token_heads: dict[int, list[int]] = {}
+    for layer, head in heads:
+        token_heads.setdefault(layer, []).append(head)
+    token_sum = torch.zeros(len(answer_ids), n_prompt)
 
     def reduce(call: AttentionCall) -> None:
         if call.site.stack != "decoder":
@@ -82,6 +95,9 @@ def passage_attention(
         mass[layer] = weights @ membership
         value_mass[layer] = (weighted @ membership) / weighted.sum(-1, keepdim=True).clamp_min(1e-12)
         sink[layer] = weights[:, :, 0]
+        if layer in token_heads:
+            chosen = weights[token_heads[layer], :, :n_prompt] * in_sources
+            token_sum.add_((chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-12)).sum(0))
 
     outputs = forward(loaded, _sequence(loaded, prompt.ids, answer_ids), Hooks(record=reduce))
     layers = sorted(mass)
@@ -89,6 +105,7 @@ def passage_attention(
         mass=torch.stack([mass[layer] for layer in layers]).numpy(),
         value_mass=torch.stack([value_mass[layer] for layer in layers]).numpy(),
         sink=torch.stack([sink[layer] for layer in layers]).numpy(),
+        tokens=(token_sum / len(heads)).numpy() if heads else None,
     )
     return attention, _answer_logprobs(outputs.logits, answer_ids)
 

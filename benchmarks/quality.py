@@ -63,9 +63,8 @@ def evaluate_rag(loaded: LoadedModel, cases: Sequence[Case | dict[str, object]])
         "model": loaded.info.name,
         "cases": len(rows),
         "answered_correctly": len(correct),
-        "calibration": {"heads": [list(h) for h in calibrated.heads], "cases": calibrated.n_cases,
-                        "accuracy": calibrated.accuracy},
-    }  # fmt: skip
+        "calibration": calibrated.export(),
+    }
     for method in METHODS:
         hits = [row[f"top1_{method}"] == row["gold"] for row in correct]
         summary[f"top1_{method}"] = float(np.mean(hits)) if hits else float("nan")

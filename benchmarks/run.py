@@ -200,9 +200,10 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
 
 def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
     """Attention attribution (one pass) or leave-one-out ablation of the same answer over 8 passages."""
-    from attnviz.attribution import generate_answer, leave_one_out
+    from attnviz.attribution import generate_answer
     from attnviz.passage_attention import answer_logprobs, passage_attention
     from attnviz.passages import build_prompt
+    from attnviz.source_ablation import ablate_sources
     from benchmarks.quality import RAG_CASES
 
     cases = [json.loads(line) for line in RAG_CASES.read_text().splitlines() if line.strip()]
@@ -214,7 +215,7 @@ def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821
         passage_attention(loaded, prompt, answer)  # warm-up
         return _timed(lambda: passage_attention(loaded, prompt, answer), 2)
     base = answer_logprobs(loaded, prompt.ids, answer)
-    return _timed(lambda: leave_one_out(loaded, question, passages, answer, base), 1)
+    return _timed(lambda: ablate_sources(loaded, prompt, answer, base), 1)
 
 
 def _run_variant(name: str, tokens: int) -> Measurement:

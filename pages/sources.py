@@ -1,4 +1,4 @@
-"""Sources: which passages an answer was read from, by attention and by leave-one-out ablation."""
+"""Sources: which passages or sentences an answer was read from, by attention and by ablation."""
 
 from __future__ import annotations
 
@@ -10,133 +10,117 @@ import streamlit as st
 
 from attnviz import attribution
 from attnviz.agreement import agreement, faithfulness
-from attnviz.demo_cases import DEMO_CASES
-from attnviz.figures import attention_heatmap, highlighted_passages, passage_bar
+from attnviz.attribution import Attribution
+from attnviz.calibration import calibration
+from attnviz.figures import attention_heatmap
 from attnviz.passage_attention import aggregate
-from attnviz.passages import MAX_UPLOAD_BYTES, PassageError, decode_upload, split_passages
+from attnviz.source_figures import highlighted_sources, highlighted_tokens, source_bar
 from attnviz.trace import PromptError
 from ui.navigation import start_page
-from ui.widgets import error, get_model, model_picker, plain, run_attribution, warning
-METHOD_LABELS = {
-    "attention": "Attention (retrieval heads)",
-    "naive": "Attention (mean of all heads)",
-    "ablation": "Leave-one-out ablation",
-}
+from ui.sources_form import METHOD_LABELS, Request, sources_form
+from ui.widgets import get_model, model_picker, plain, warning
+
 AGGREGATIONS = ("Calibrated retrieval heads", "All heads", "Chosen layers", "Chosen heads")
+COLOURS = {"attention": "31, 119, 180", "naive": "127, 127, 127", "ablation": "214, 39, 40"}
+TOP_PASSAGES = 3
 
 
-def passage_list_input(demo: list[str]) -> list[str]:
-    """Editable list of passages with add and remove buttons."""
-    if "sources_list" not in st.session_state:
-        st.session_state.sources_list = list(demo)
-        st.session_state.sources_next = len(demo)
-        st.session_state.sources_keys = list(range(len(demo)))
-    for position, key in enumerate(list(st.session_state.sources_keys)):
-        text_col, remove_col = st.columns([12, 1], vertical_alignment="center")
-        text_col.text_area(
-            f"Passage {position + 1}",
-            value=st.session_state.sources_list[position],
-            key=f"sources_passage_{key}",
-            height=68,
-        )
-        if remove_col.button("✖", key=f"sources_remove_{key}", help="Remove this passage"):
-            index = st.session_state.sources_keys.index(key)
-            del st.session_state.sources_keys[index]
-            del st.session_state.sources_list[index]
-            st.rerun()
-    for position, key in enumerate(st.session_state.sources_keys):
-        st.session_state.sources_list[position] = st.session_state.get(f"sources_passage_{key}", "")
-    if st.button("+ Add passage", help="Append an empty passage to the list"):
-        st.session_state.sources_list.append("")
-        st.session_state.sources_keys.append(st.session_state.sources_next)
-        st.session_state.sources_next += 1
-        st.rerun()
-    return list(st.session_state.sources_list)
+def in_words(drop: float) -> str:
+    """A log-probability drop as words: removing the source makes the answer less (or more) likely."""
+    return f"{abs(drop):.2f} nats less likely" if drop >= 0 else f"{abs(drop):.2f} nats more likely"
 
 
-def upload_input() -> list[str]:
-    """Passages from uploaded .txt/.md files, each split at blank lines."""
-    files = st.file_uploader(
-        "Upload .txt or .md files",
-        type=["txt", "md"],
-        accept_multiple_files=True,
-        help=f"Each file is split into passages at blank lines; up to {MAX_UPLOAD_BYTES:,} bytes per file, UTF-8.",
-    )
-    passages: list[str] = []
-    for file in files or []:
+def run(request: Request) -> Attribution | None:
+    """Attribute with a progress bar saying what is happening; input problems become a warning."""
+    loaded = get_model(request.model)
+    if loaded is None:
+        return None
+    with st.status("Answering and attributing…", expanded=True) as status:
+        bar = st.progress(0.0, text="Checking the prompt")
         try:
-            passages += split_passages(decode_upload(file.name, file.getvalue()))
-        except PassageError as problem:
-            error(str(problem), icon="📄")
-    if not files:
-        st.info("Upload one or more files to use their passages.")
-    return passages
+            result = attribution.attribute(
+                loaded, request.question, list(request.passages), request.methods,
+                max_new_tokens=request.max_new_tokens, answer=request.answer, granularity=request.granularity,
+                passes=request.passes, progress=lambda done, what: bar.progress(min(1.0, done), text=what),
+            )  # fmt: skip
+        except PromptError as problem:
+            status.update(label="Nothing to attribute", state="error")
+            warning(str(problem))
+            return None
+        status.update(label=f"Done in {sum(result.seconds.values()):.1f} s", state="complete", expanded=False)
+    return result
+
+
+def recalibrate_panel(model: str, result: Attribution) -> None:
+    """How the retrieval heads were chosen, their held-out accuracy, and a button to choose them again."""
+    with st.expander("Retrieval heads: how they were chosen", expanded=False):
+        if result.calibration is None:
+            st.caption("This run did not use calibrated heads.")
+        else:
+            st.write(result.calibration.describe())
+            st.caption("Heads, best first: " + ", ".join(f"L{layer} H{head}" for layer, head in result.heads))
+            cols = st.columns(2)
+            cols[0].metric("Held-out accuracy", f"{result.calibration.held_out_accuracy:.0%}",
+                           help="On synthetic cases never used to choose the heads.")  # fmt: skip
+            cols[1].metric("Accuracy on the choosing cases", f"{result.calibration.choice_accuracy:.0%}",
+                           help="In-sample: the cases the heads were chosen on (optimistic).")  # fmt: skip
+        if st.button(
+            "Recalibrate", help="Choose this model's heads again on the synthetic cases (one pass per case)."
+        ):
+            loaded = get_model(model)
+            if loaded is not None:
+                bar = st.progress(0.0, text="Finding retrieval heads")
+                calibration(
+                    loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True
+                )
+                st.success("Heads chosen again. Press Answer to use them.")
 
 
 start_page()
 st.title("Sources")
 st.caption(
-    "Which passages did the model read to answer? Attention from the answer's tokens into each passage, "
-    "compared with leave-one-out ablation: the drop in the answer's log-probability when a passage is removed."
+    "Which passages, or which sentences, did the model read to answer? Attention from the answer's tokens into "
+    "each source, compared with ablation: how much less likely the answer becomes when a source is removed."
 )
 model_name = model_picker()
-methods = st.sidebar.multiselect(
-    "Methods",
-    list(METHOD_LABELS),
-    default=list(METHOD_LABELS),
-    format_func=METHOD_LABELS.get,
-    help="Attention costs one forward pass; ablation one pass per passage (the faithful reference).",
-)
-max_new_tokens = st.sidebar.slider(
-    "Longest answer (tokens)", 4, 64, attribution.DEFAULT_MAX_NEW_TOKENS, help="Greedy generation stops here."
-)
-
-demo = DEMO_CASES[0]
-question = st.text_input("Question", value=demo.question, help="Asked about the passages below.")
-mode = st.radio(
-    "Passages",
-    ("List", "Paste", "Upload"),
-    horizontal=True,
-    help="Edit a list, paste one text split at blank lines, or upload .txt/.md files.",
-)
-if mode == "List":
-    passages = passage_list_input(list(demo.passages))
-elif mode == "Paste":
-    pasted = st.text_area(
-        "Passages separated by blank lines",
-        value="\n\n".join(demo.passages),
-        height=200,
-        help="Every blank line starts a new passage.",
-    )
-    passages = split_passages(pasted)
-else:
-    passages = upload_input()
-
-if not methods:
-    st.warning("Choose at least one method in the sidebar.", icon="✏️")
-    st.stop()
-loaded = get_model(model_name)
-if loaded is None:
-    st.stop()
-result = run_attribution(model_name, question, passages, tuple(methods), max_new_tokens)
+submitted, request = sources_form(model_name)
+if request is not None:
+    st.session_state.sources_result = (model_name, run(request))
+elif submitted:
+    st.session_state.pop("sources_result", None)  # the form said what is wrong; no stale result below it
+shown_model, result = st.session_state.get("sources_result", (model_name, None))
 if result is None:
+    if not submitted:
+        st.info("Edit the question and passages, then press **Answer**. Nothing runs before that.", icon="👆")
+    st.stop()
+if shown_model != model_name:
+    st.info("The model changed: press **Answer** to run the question with it.", icon="👆")
     st.stop()
 
 st.subheader("Answer")
 st.text(result.answer)
-p_count = len(result.passages)
+total = float(result.logprobs.sum())
+if result.answer_origin == "pasted":
+    st.caption(
+        f"Pasted answer: the model did not write it; it is scored by teacher forcing. Its log-probability under "
+        f"the model is {total:.2f} nats ({total / len(result.logprobs):.2f} per token): the lower, the more the "
+        "answer surprised the model."
+    )
+else:
+    st.caption(
+        f"Generated greedily by the model; log-probability {total:.2f} nats over {len(result.logprobs)} tokens."
+    )
 
 matrices = dict(result.scores)
 labels = dict(METHOD_LABELS)
 if "attention" in matrices:
     st.subheader("Attention aggregation")
-    agg_cols = st.columns([2, 2, 1, 1])
+    agg_cols = st.columns([3, 4, 2, 2])
     aggregation = agg_cols[0].selectbox(
-        "Heads",
-        AGGREGATIONS,
+        "Heads", AGGREGATIONS,
         help="Calibrated heads were chosen on synthetic cases by how often their attention, while the answer is "
         "written, lands on the passage holding it; the other choices are for exploring.",
-    )
+    )  # fmt: skip
     n_layers, n_heads = result.attention.mass.shape[:2]
     chosen_layers: list[int] | None = None
     chosen_heads: list[tuple[int, int]] | None = None
@@ -151,139 +135,141 @@ if "attention" in matrices:
             help="Mean over these.",
         )
     elif aggregation == "Chosen heads":
-        options = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
         chosen_heads = agg_cols[1].multiselect(
-            "Heads (layer, head)",
-            options,
-            default=list(result.heads[:4]),
-            format_func=lambda lh: f"L{lh[0]} H{lh[1]}",
-            help="Mean over these heads.",
-        )
+            "Heads (layer, head)", [(layer, head) for layer in range(n_layers) for head in range(n_heads)],
+            default=list(result.heads[:4]), format_func=lambda lh: f"L{lh[0]} H{lh[1]}", help="Mean over these heads.",
+        )  # fmt: skip
     value_weighted = agg_cols[2].checkbox(
-        "Value-norm weighted", help="Weight each key by its value vector's norm."
+        "Weight by value norm", help="Weight each key by its value vector's norm."
     )
     exclude_sink = agg_cols[3].checkbox(
         "Exclude sink", value=True, help="Renormalise each head by the weight left after the first token."
     )
     try:
         matrices["attention"] = aggregate(
-            result.attention,
-            heads=chosen_heads,
-            layers=chosen_layers,
-            value_weighted=value_weighted,
-            exclude_sink=exclude_sink,
-            shares=aggregation == "Calibrated retrieval heads",
-        )
+            result.attention, heads=chosen_heads, layers=chosen_layers, value_weighted=value_weighted,
+            exclude_sink=exclude_sink, shares=aggregation == "Calibrated retrieval heads",
+        )  # fmt: skip
     except PromptError as problem:
         warning(str(problem))
         st.stop()
     labels["attention"] = f"Attention ({aggregation.lower()})"
 
-
-def passage_scores(method: str, rows: slice) -> np.ndarray:
-    """Per-passage scores of ``method`` (with the page's aggregation) over the chosen answer tokens."""
-    return attribution.passage_scores(matrices[method][rows], method)
-
-
 token_options = ["Whole answer", *[f"{i}: {t}" for i, t in enumerate(result.answer_tokens)]]
 focus = st.select_slider(
-    "Answer token", token_options, value="Whole answer", help="Highlight passages for one answer token."
+    "Answer token", token_options, value="Whole answer", help="Sources for one answer token."
 )
 rows = (
     slice(None)
     if focus == "Whole answer"
     else slice(token_options.index(focus) - 1, token_options.index(focus))
 )
-
 shown = [m for m in ("attention", "naive", "ablation") if m in matrices]
+scores = {m: attribution.passage_scores(matrices[m][rows], m) for m in shown}
+source_labels = result.labels
+unit = "sentences" if result.granularity == "sentence" else "passages"
+
 st.subheader("Sources")
 primary = "ablation" if "ablation" in matrices else shown[0]  # the faithful reference when present
-ranked = attribution.ranking(passage_scores(primary, rows))
-st.caption(f"Ranked by {labels[primary].lower()}.")
-citations = pd.DataFrame(
+st.caption(
+    f"{len(result.sources)} {unit}, ranked by {labels[primary].lower()}. Ablation is the answer's log-probability "
+    "lost without the source: positive = the answer is less likely without it (it supports the answer); "
+    "negative = more likely without it."
+)
+table = pd.DataFrame(
     [
         {
             "rank": rank + 1,
-            "passage": f"[{index + 1}]",
-            **{labels[m]: round(float(passage_scores(m, rows)[index]), 4) for m in shown},
-            "text": result.passages[index],
+            "source": source_labels[index],
+            **{labels[m]: round(float(scores[m][index]), 4) for m in shown},
+            "text": result.source_text(int(index)),
         }
-        for rank, index in enumerate(ranked)
+        for rank, index in enumerate(attribution.ranking(scores[primary]))
     ]
 )
-st.dataframe(citations, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch")
 
-st.subheader("Passages by method")
-columns = st.columns(len(shown))
-colours = {"attention": "31, 119, 180", "naive": "127, 127, 127", "ablation": "214, 39, 40"}
-for column, method in zip(columns, shown, strict=True):
+st.subheader(f"{unit.capitalize()} by method")
+for column, method in zip(st.columns(len(shown)), shown, strict=True):
     with column:
         st.markdown(f"**{plain(labels[method])}**")
-        scores = passage_scores(method, rows)
-        st.markdown(highlighted_passages(result.passages, scores, colours[method]), unsafe_allow_html=True)
-        value_name = "log-prob drop" if method == "ablation" else "attention"
-        st.plotly_chart(passage_bar(scores, value_name), key=f"bar_{method}")
+        st.markdown(
+            highlighted_sources(
+                result.passages, result.sources, scores[method], COLOURS[method], source_labels
+            ),
+            unsafe_allow_html=True,  # every passage character escaped by attnviz.source_figures.html_text
+        )
+        value_name = "log-prob lost without it" if method == "ablation" else "attention share"
+        st.plotly_chart(source_bar(scores[method], source_labels, value_name), key=f"bar_{method}")
         st.plotly_chart(
             attention_heatmap(
-                matrices[method],
-                result.answer_tokens,
-                [f"[{i + 1}]" for i in range(p_count)],
-                title="answer tokens × passages",
-                value_name=value_name,
-                colorscale="Reds" if method == "ablation" else "Blues",
+                matrices[method], result.answer_tokens, source_labels, title="answer tokens × sources",
+                value_name=value_name, colorscale="RdBu" if method == "ablation" else "Blues",
             )
             .update_layout(height=260 + 14 * len(result.answer_tokens))
-            .update_xaxes(title="passage")
+            .update_xaxes(title="source")
             .update_yaxes(title="answer token"),
             key=f"heatmap_{method}",
+        )  # fmt: skip
+
+if result.attention.tokens is not None:
+    st.subheader("Token by token, inside the top passages")
+    st.caption(
+        "Attention of the calibrated retrieval heads on every token of the passages they attend to most."
+    )
+    token_scores = result.attention.tokens[rows].mean(axis=0)
+    passage_totals = [
+        sum(token_scores[t] for t, _, _ in result.prompt.passage_tokens(p))
+        for p in range(len(result.passages))
+    ]
+    for passage in np.argsort(passage_totals)[::-1][:TOP_PASSAGES]:
+        spans = [(s, e, float(token_scores[t])) for t, s, e in result.prompt.passage_tokens(int(passage))]
+        header = f"[{passage + 1}] share {passage_totals[passage]:.2f}"
+        st.markdown(
+            highlighted_tokens(result.passages[passage], spans, COLOURS["attention"], header),
+            unsafe_allow_html=True,
         )
 
 st.subheader("Agreement and faithfulness")
 if "ablation" in matrices and "attention" in matrices:
-    drops = passage_scores("ablation", slice(None))
-    attention_scores = passage_scores("attention", slice(None))
-    agree = agreement(attention_scores, drops)
-    faith = faithfulness(attention_scores, drops)
+    drops, attention_scores = scores["ablation"], scores["attention"]
+    agree, faith = agreement(attention_scores, drops), faithfulness(attention_scores, drops)
     cols = st.columns(4)
     cols[0].metric(
-        "Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over passages."
+        "Spearman (attention vs ablation)", f"{agree.spearman:+.2f}", help="Rank correlation over sources."
     )
     cols[1].metric(
-        "Top-1 match", "yes" if agree.top1_match else "no", help="Same top passage in both methods?"
+        "Top-1 match", "yes" if agree.top1_match else "no", help="Same top source in both methods?"
     )
     cols[2].metric(
-        f"Drop without top passage [{faith.top_passage + 1}]",
-        f"{faith.top_drop:.2f} nats",
-        help="Fall of the answer's total log-probability when the top attention-attributed passage is removed.",
-    )
+        f"Without top source {source_labels[faith.top_passage]}", in_words(faith.top_drop),
+        help="The answer's log-probability when the top attention source is removed, compared with all present. "
+        "A faithful attention ranking makes this large and positive.",
+    )  # fmt: skip
     cols[3].metric(
-        f"Drop without random passage [{faith.random_passage + 1}]",
-        f"{faith.random_drop:.2f} nats",
-        help=f"A seeded random other passage; mean over all others: {faith.mean_other_drop:.2f} nats.",
+        f"Without random source {source_labels[faith.random_passage]}",
+        in_words(faith.random_drop),
+        help=f"A seeded random other source; on average the others make it {in_words(faith.mean_other_drop)}.",
     )
+    if result.ablation is not None and result.ablation.kind == "subsets":
+        st.caption("Subset ablation estimates each source's effect, so these are estimates too.")
 else:
-    st.info("Select both an attention method and ablation to see agreement and faithfulness.")
+    st.info("Select both the retrieval-head attention and ablation to compare them.")
+
+recalibrate_panel(model_name, result)
 
 st.subheader("Export")
-export = attribution.export_json(result)
 download = st.columns(2)
 download[0].download_button(
-    "Download JSON",
-    json.dumps(export, indent=2),
-    "sources.json",
-    "application/json",
-    help="Answer and all scores.",
-)
+    "Download JSON", json.dumps(attribution.export_json(result), indent=2), "sources.json", "application/json",
+    help="Answer, its origin, granularity, sources, all scores and the calibration.",
+)  # fmt: skip
 download[1].download_button(
-    "Download CSV",
-    pd.DataFrame(attribution.export_rows(result)).to_csv(index=False),
-    "sources.csv",
-    "text/csv",
-    help="One row per answer token and passage.",
-)
-st.caption(
-    f"Times: generation {result.seconds.get('generate', 0):.1f} s, attention pass "
-    f"{result.seconds.get('attention', 0):.1f} s"
-    + (f", ablation {result.seconds['ablation']:.1f} s" if "ablation" in result.seconds else "")
-    + f". Calibrated heads: {', '.join(f'L{layer}H{head}' for layer, head in result.heads) or '—'}."
-)
+    "Download CSV", pd.DataFrame(attribution.export_rows(result)).to_csv(index=False), "sources.csv", "text/csv",
+    help="One row per answer token and source.",
+)  # fmt: skip
+times = f"Times: answer {result.seconds.get('generate', 0):.1f} s, attention pass {result.seconds.get('attention', 0):.1f} s"
+if result.ablation is not None:
+    how = "leave-one-out" if result.ablation.kind == "leave-one-out" else "random subsets + linear fit"
+    times += f", ablation {result.seconds['ablation']:.1f} s ({result.ablation.passes} forward passes, {how})"
+st.caption(times + ".")

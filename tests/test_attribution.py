@@ -13,6 +13,7 @@ import pytest
 from attnviz import attribution
 from attnviz.attribution import attribute
 from attnviz.calibration import Case
+from attnviz.demo_cases import DEMO_CASES
 from attnviz.passage_attention import answer_logprobs
 from attnviz.passages import build_prompt
 from attnviz.trace import PromptError
@@ -70,11 +71,57 @@ def test_smollm2_end_to_end_finds_the_answer_passage(smollm2) -> None:
     assert len(attribution.export_rows(result)) == len(result.answer_tokens) * 3
 
 
+@pytest.mark.slow
+def test_pasted_answer_gives_the_same_scores_as_the_same_text_generated(smollm2) -> None:
+    question, passages = DEMO_CASES[0].question, DEMO_CASES[0].passages
+    heads = [(12, 1), (20, 4), (27, 8)]  # any fixed heads: this is about teacher forcing, not calibration
+    generated = attribute(smollm2, question, passages, heads=heads)
+    pasted = attribute(smollm2, question, passages, answer=generated.answer, heads=heads)
+    assert (generated.answer_origin, pasted.answer_origin) == ("generated", "pasted")
+    np.testing.assert_array_equal(pasted.answer_ids, generated.answer_ids)
+    np.testing.assert_allclose(pasted.logprobs, generated.logprobs, atol=1e-5)
+    for method in ("attention", "naive", "ablation"):
+        np.testing.assert_allclose(pasted.scores[method], generated.scores[method], atol=1e-5)
+    data = attribution.export_json(pasted)
+    assert data["answer_origin"] == "pasted" and data["granularity"] == "passage"
+    assert data["ablation"] == {"kind": "leave-one-out", "forward_passes": len(passages)}
+    assert data["answer_logprob"] == pytest.approx(float(pasted.logprobs.sum()), abs=1e-5)
+
+
+def test_export_names_granularity_origin_and_calibration(tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    result = attribute(tiny("llama"), "Where is Paris?", PASSAGES, answer="Paris", granularity="sentence")
+    data = attribution.export_json(result)
+    assert data["granularity"] == "sentence" and data["answer_origin"] == "pasted"
+    assert [s["label"] for s in data["sources"]] == ["[1.1]", "[2.1]", "[3.1]"]
+    assert data["calibration"]["held_out_cases"] > 0 and "held_out_accuracy" in data["calibration"]
+    assert data["heads"] == data["calibration"]["heads"]
+    rows = attribution.export_rows(result)
+    assert {row["granularity"] for row in rows} == {"sentence"} and rows[0]["source"] == "[1.1]"
+
+
+def test_pasted_answer_limits(tiny) -> None:
+    with pytest.raises(PromptError, match="pasted answer is empty"):
+        attribute(tiny("llama"), "q?", PASSAGES, method="naive", answer="  ")
+    with pytest.raises(PromptError, match="at most 128"):
+        attribute(tiny("llama"), "q?", PASSAGES, method="naive", answer="word " * 300)
+
+
+def test_token_shares_sum_over_a_source_to_its_attention_score(tiny) -> None:
+    loaded = tiny("llama")
+    result = attribute(
+        loaded, "Where is Paris?", PASSAGES, method="attention", answer="Paris", heads=[(1, 3), (0, 1)]
+    )
+    tokens = result.attention.tokens
+    per_source = np.stack([tokens[:, s:e].sum(-1) for s, e in result.prompt.spans], axis=-1)
+    np.testing.assert_allclose(per_source, result.scores["attention"], atol=1e-5)
+
+
 def test_cli_attribute_writes_answer_and_scores_per_case(tmp_path, tiny_model_dir) -> None:
     cases = tmp_path / "in.jsonl"
     rows = [
         {"question": "Where is Paris?", "passages": PASSAGES, "id": "a"},
-        {"question": "What sleeps?", "passages": PASSAGES[:2]},
+        {"question": "What sleeps?", "passages": PASSAGES[:2], "answer": "The cat."},
     ]
     cases.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     out = tmp_path / "out.jsonl"
@@ -87,6 +134,8 @@ def test_cli_attribute_writes_answer_and_scores_per_case(tmp_path, tiny_model_di
     assert result.returncode == 0, result.stderr
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [w["question"] for w in written] == [r["question"] for r in rows] and written[0]["id"] == "a"
+    assert written[1]["answer"] == "The cat." and written[1]["answer_origin"] == "pasted"
+    assert written[0]["answer_origin"] == "generated" and written[0]["answer_logprob"] < 0
     for line, row in zip(written, rows, strict=True):
         assert isinstance(line["answer"], str)
         assert set(line["scores"]) == {"attention", "ablation"}

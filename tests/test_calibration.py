@@ -7,7 +7,16 @@ import json
 import numpy as np
 import torch
 
-from attnviz.calibration import CALIBRATION_CASES, calibration, choose_heads, synthetic_cases
+from attnviz.calibration import (
+    CALIBRATION_CASES,
+    calibrate,
+    calibration,
+    case_shares,
+    choose_heads,
+    heads_accuracy,
+    split_cases,
+    synthetic_cases,
+)
 from attnviz.loading import load_model
 
 
@@ -43,7 +52,7 @@ def test_calibration_is_cached_on_disk(tiny, tmp_path, monkeypatch) -> None:
     assert len(files) == 1
     assert json.loads(files[0].read_text())["heads"] == [list(h) for h in first.heads]
     again = calibration(loaded)
-    assert again.heads == first.heads and again.n_cases == first.n_cases == CALIBRATION_CASES
+    assert again.heads == first.heads and again.n_choose + again.n_held_out == CALIBRATION_CASES
     assert 1 <= len(first.heads) <= loaded.n_layers * loaded.n_heads
 
 
@@ -61,3 +70,24 @@ def test_calibration_cache_is_keyed_on_the_weights(tiny_model_dir, tmp_path, mon
     calibration(first)
     calibration(second)
     assert len(list((tmp_path / "calibration").glob("*.json"))) == 2
+
+
+def test_held_out_accuracy_is_measured_on_cases_not_used_to_choose(tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    loaded = tiny("llama")
+    steps: list[tuple[float, str]] = []
+    result = calibrate(loaded, n_cases=8, seed=5, progress=lambda done, what: steps.append((done, what)))
+    cases = synthetic_cases(8, seed=5)
+    choose, held_out = split_cases(cases)
+    assert result.n_choose == len(choose) == 4 and result.n_held_out == len(held_out) == 4
+    assert not {c.question for c in choose} & {c.question for c in held_out}
+    shares = {c.question: case_shares(loaded, c) for c in cases}
+    expected_choice = choose_heads([shares[c.question] for c in choose], [c.gold for c in choose])
+    assert result.heads == expected_choice[0]
+    assert result.held_out_accuracy == heads_accuracy(
+        [shares[c.question] for c in held_out], [c.gold for c in held_out], result.heads
+    )
+    assert [round(done, 3) for done, _ in steps] == [round(i / 8, 3) for i in range(1, 9)]
+    assert "case 8 of 8" in steps[-1][1]
+    assert f"on {result.n_held_out} other cases" in result.describe()
+    assert result.export()["held_out_cases"] == 4

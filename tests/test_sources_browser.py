@@ -1,29 +1,104 @@
-"""Real browser (Debian Chromium): the Sources page answers the demo and shows attributions, offline."""
+"""Real browser (Debian Chromium): the Sources form answers, attributes pasted answers by sentence, shows markup as text."""
 
 from __future__ import annotations
 
 import pytest
 
+from attnviz.calibration import is_calibrated
 from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+# Streamlit's own front end looks up a Material Symbols icon (dataframe toolbar) on Google's font host;
+# blocked, it only loses that icon. Anything else leaving localhost is a failure.
+ICON_HOST = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbols"
 
-def test_sources_page_shows_answer_citations_and_methods(page, app_url: str) -> None:
-    # Open the root first: on a fresh server a deep link into `pages/` runs Streamlit's folder navigation.
-    page.goto(app_url)
-    wait_idle(page)
+
+def open_sources(page, app_url: str) -> None:
     page.goto(f"{app_url}/sources")
+    wait_idle(page)
+    page.get_by_test_id("stFormSubmitButton").wait_for(timeout=60_000)
+
+
+def radio(page, group: str, option: str) -> None:
+    """Click ``option`` of the radio group whose options include ``group``."""
+    page.locator('[data-testid="stRadio"]').filter(has_text=group).get_by_text(option, exact=True).click()
+    wait_idle(page)
+
+
+@pytest.fixture(scope="module")
+def calibrated(smollm2) -> bool:
+    """Whether the built-in model's retrieval heads are on disk (calibrating them takes minutes)."""
+    return is_calibrated(smollm2)
+
+
+def skip_calibration(page, calibrated: bool) -> None:
+    """Untick the retrieval-head method unless the heads are on disk already."""
+    if not calibrated:
+        page.get_by_text("Attention (retrieval heads)", exact=True).click()
+
+
+def press_answer(page) -> None:
+    page.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
     wait_idle(page, timeout_ms=900_000)
+
+
+def assert_nothing_left_localhost(page) -> None:
+    assert not page.dialogs
+    assert [url for url in page.blocked_requests if not url.startswith(ICON_HOST)] == []
+
+
+def test_generated_answer_by_passage(page, app_url: str, calibrated: bool) -> None:
+    open_sources(page, app_url)
+    assert page.get_by_text("Nothing runs before that").first.is_visible()
+    assert not page.locator(".js-plotly-plot").count()
+    skip_calibration(page, calibrated)
+    press_answer(page)
     page.get_by_text("Passages by method").first.wait_for(timeout=60_000)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
-    assert page.get_by_text("Leave-one-out ablation").first.is_visible()
+    assert page.get_by_text("Generated greedily by the model").first.is_visible()
     assert page.get_by_role("button", name="Download JSON").is_visible()
-    page.set_viewport_size({"width": 1400, "height": 3200})  # Streamlit scrolls inside; show the whole page
+    page.set_viewport_size({"width": 1400, "height": 3600})  # Streamlit scrolls inside; show the whole page
     page.wait_for_timeout(1500)
     screenshot(page, "sources")
-    # Streamlit's own front end looks up a Material Symbols icon (dataframe toolbar) on Google's font host;
-    # blocked, it only loses that icon. Anything else leaving localhost is a failure.
-    icon_host = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbols"
-    assert not page.dialogs
-    assert [url for url in page.blocked_requests if not url.startswith(icon_host)] == []
+    assert_nothing_left_localhost(page)
+
+
+def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None:
+    open_sources(page, app_url)
+    page.get_by_role("textbox", name="Passage 2", exact=True).fill(
+        "The bakery on Elm Lane opened in 1998. On Sundays it sells only cinnamon rolls. It closes at noon."
+    )
+    radio(page, "Generate", "Paste")
+    page.get_by_role("textbox", name="Answer to attribute").fill("Only cinnamon rolls.")
+    radio(page, "Sentences", "Sentences")
+    skip_calibration(page, calibrated)
+    press_answer(page)
+    page.get_by_text("Sentences by method").first.wait_for(timeout=60_000)
+    assert page.get_by_text("the model did not write it").first.is_visible()
+    if calibrated:
+        assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
+    page.set_viewport_size({"width": 1400, "height": 3800})
+    page.wait_for_timeout(1500)
+    screenshot(page, "sources_sentences")
+    assert_nothing_left_localhost(page)
+
+
+def test_markup_in_passages_runs_nothing_and_fetches_nothing(page, app_url: str) -> None:
+    open_sources(page, app_url)
+    radio(page, "List", "Paste")
+    evil = (
+        "<script>alert(1)</script> Ada keeps a <img src=x onerror=alert(2)> ferret.\n\n"
+        "Rivers flood.\n\n![x](http://example.com/a.png) [click](javascript:alert(3))"
+    )
+    page.get_by_role("textbox", name="Passages separated by blank lines").fill(evil)
+    page.get_by_role("textbox", name="Question").fill("What pet? <img src=y onerror=alert(4)>")
+    for method in ("Attention (retrieval heads)", "Ablation (remove each source)"):
+        page.get_by_text(method, exact=True).click()
+    press_answer(page)
+    page.get_by_text("Passages by method").first.wait_for(timeout=60_000)
+    column = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="javascript:alert(3)")
+    assert column.count() >= 1  # the link markup is shown as text
+    assert page.locator('[data-testid="stMarkdownContainer"] img').count() == 0
+    assert page.locator('[data-testid="stMarkdownContainer"] a[href^="javascript"]').count() == 0
+    assert_nothing_left_localhost(page)

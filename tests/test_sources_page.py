@@ -1,90 +1,125 @@
-"""Sources page (AppTest): default demo answers and attributes; inputs, methods, escaping and errors."""
+"""Sources page (AppTest): a form that runs only on Answer; pasted answers, sentences, escaping, limits and errors."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from attnviz.passages import MAX_PROMPT_CHARS
 from tests.apptest import open_page
-
-ROOT = Path(__file__).resolve().parents[1]
+from ui.sources_form import METHOD_LABELS
 
 pytestmark = pytest.mark.slow
 
+EVIL = [
+    "<script>alert(1)</script> Ada Pell keeps a pet ferret. <img src=x onerror=alert(2)>",
+    "The river floods.\n\n![x](http://example.com/a.png) and [click](javascript:alert(3)) here.",
+]
 
-def run_page(**query: str) -> AppTest:
-    return open_page("sources", timeout=900, **query)
+
+def answer(at: AppTest) -> AppTest:
+    """Press the form's Answer button."""
+    return next(b for b in at.button if b.label == "Answer").click().run()
 
 
-def _markdown_html(at: AppTest) -> str:
+def markdown_html(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
-@pytest.fixture(scope="module")
-def demo(smollm2) -> AppTest:
-    """The page on its default demo (the first rag_demo case when the shared data exists)."""
-    return run_page()
-
-
-def test_demo_answers_and_shows_every_method(demo: AppTest) -> None:
-    assert not demo.exception, demo.exception
-    assert demo.title[0].value == "Sources"
-    answer = demo.text[0].value
-    assert answer.strip()
-    subheaders = [s.value for s in demo.subheader]
-    for name in ("Answer", "Sources", "Passages by method", "Agreement and faithfulness", "Export"):
-        assert name in subheaders
-    table = demo.dataframe[0].value
-    assert list(table["rank"]) == [1, 2, 3, 4]
-    assert {"Leave-one-out ablation", "Attention (mean of all heads)"} <= set(table.columns)
-    metrics = {m.label: m.value for m in demo.metric}
-    assert "Top-1 match" in metrics and metrics["Top-1 match"] in {"yes", "no"}
-    assert len(demo.get("plotly_chart")) == 6  # bar + heatmap per method
-
-
-def test_demo_offers_json_and_csv_downloads(demo: AppTest) -> None:
-    labels = [b.proto.label for b in demo.get("download_button")]
-    assert labels == ["Download JSON", "Download CSV"]
-
-
-def test_changing_aggregation_reuses_the_cached_run(demo: AppTest) -> None:
-    heads_box = next(box for box in demo.selectbox if box.label == "Heads")
-    heads_box.select("All heads").run()
-    assert not demo.exception
-    columns = set(demo.dataframe[0].value.columns)
-    assert "Attention (all heads)" in columns
-
-
-def test_paste_mode_splits_on_blank_lines_and_escapes_text(smollm2) -> None:
-    at = run_page()
-    at.radio[0].set_value("Paste").run()
-    evil = "<script>alert(1)</script> Ada Pell keeps a pet ferret."
-    at.text_area[0].set_value(f"{evil}\n\n\nThe river floods every spring.").run()
-    at.text_input[0].set_value("What pet does Ada Pell keep?").run()
+def test_nothing_runs_before_answer_is_pressed() -> None:
+    at = open_page("sources")
     assert not at.exception, at.exception
-    assert len(at.dataframe[0].value) == 2
-    shown = _markdown_html(at)
-    assert "<script>" not in shown
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert at.title[0].value == "Sources"
+    assert [t.label for t in at.text_area] == [
+        "Passage 1",
+        "Passage 2",
+        "Passage 3",
+        "Passage 4",
+        "Passage 5",
+    ]
+    assert at.text_area[4].value == ""  # the empty box for a new passage
+    assert any("press **Answer**" in i.value for i in at.info)
+    assert not at.subheader and not at.dataframe  # no model ran
 
 
-def test_list_mode_add_and_remove(smollm2) -> None:
-    at = run_page()
-    n = len([t for t in at.text_area if t.label.startswith("Passage ")])
-    at.button(key="sources_remove_0").click().run()
-    assert len([t for t in at.text_area if t.label.startswith("Passage ")]) == n - 1
-    add = next(b for b in at.button if b.label == "+ Add passage")
-    add.click().run()
-    assert len([t for t in at.text_area if t.label.startswith("Passage ")]) == n
+def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    at = open_page("sources", timeout=900, model=str(tiny_model_dir("llama")))
+    at.radio(key="sources_origin").set_value("Paste").run()
+    at.text_area(key="sources_passage_1").set_value(
+        "On Sundays the bakery on Elm Lane sells only cinnamon rolls. It opens at seven."
+    )
+    at.text_area(key="sources_answer").set_value("Cinnamon rolls.")
+    at.radio(key="sources_granularity").set_value("sentence")
+    at.checkbox(key="sources_method_naive").uncheck()
+    answer(at)
+    assert not at.exception, at.exception
+    assert at.text[0].value == "Cinnamon rolls."
+    assert any("model did not write it" in c.value and "log-probability" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert set(table["source"]) == {"[1.1]", "[2.1]", "[2.2]", "[3.1]", "[4.1]"}
+    assert table.columns.tolist() == [
+        "rank",
+        "source",
+        "Attention (calibrated retrieval heads)",
+        METHOD_LABELS["ablation"],
+        "text",
+    ]
+    subheaders = [s.value for s in at.subheader]
+    assert "Sentences by method" in subheaders and "Token by token, inside the top passages" in subheaders
+    assert any(m.label == "Held-out accuracy" for m in at.metric)
+    assert [b.proto.label for b in at.get("download_button")] == ["Download JSON", "Download CSV"]
+    heads = next(box for box in at.selectbox if box.label == "Heads")
+    heads.select("All heads").run()  # display options reuse the stored result
+    assert not at.exception and "Attention (all heads)" in at.dataframe[0].value.columns
+
+
+def test_markup_in_question_passages_and_answer_is_shown_as_text(tiny_model_dir) -> None:
+    at = open_page("sources", timeout=600, model=str(tiny_model_dir("llama")))
+    at.radio(key="sources_mode").set_value("Paste").run()
+    at.radio(key="sources_origin").set_value("Paste").run()
+    at.text_input(key="sources_question").set_value("What pet? <script>alert(4)</script>")
+    at.text_area(key="sources_paste").set_value("\n\n\n".join(EVIL))
+    at.text_area(key="sources_answer").set_value("<b>ferret</b> [x](javascript:alert(5))")
+    for method in ("attention", "ablation"):
+        at.checkbox(key=f"sources_method_{method}").uncheck()
+    answer(at)
+    assert not at.exception, at.exception
+    assert at.text[0].value == "<b>ferret</b> [x](javascript:alert(5))"
+    assert set(at.dataframe[0].value["text"]) == {EVIL[0], "The river floods.", EVIL[1].split("\n\n")[1]}
+    shown = markdown_html(at)
+    for raw in ("<script", "<img", "](", "javascript:", "onerror=alert"):
+        assert raw not in shown, raw
+    assert "&lt;script&gt;alert&#40;1&#41;&lt;/script&gt;" in shown
+    assert "\n\n" not in shown  # one line per passage: no blank line can end the HTML block
+
+
+def test_bad_input_gets_one_clear_message(tiny_model_dir) -> None:
+    at = open_page("sources", timeout=600, model=str(tiny_model_dir("llama")))
+    at.text_input(key="sources_question").set_value("   ")
+    answer(at)
     assert not at.exception
+    assert [w.value for w in at.warning] == ["Type a question\\."] and not at.info
+    at.text_input(key="sources_question").set_value("q" * 100_000)
+    answer(at)
+    assert len(at.warning) == 1 and f"at most {MAX_PROMPT_CHARS:,} are accepted" in at.warning[0].value
+    at.text_input(key="sources_question").set_value("Who?")
+    for index in range(5):
+        at.text_area(key=f"sources_passage_{index}").set_value(" \n ")
+    answer(at)
+    assert [w.value for w in at.warning] == ["Give at least one passage\\."]
+    for method in ("attention", "naive", "ablation"):
+        at.checkbox(key=f"sources_method_{method}").uncheck()
+    answer(at)
+    assert [w.value for w in at.warning] == ["Choose at least one method."]
 
 
-def test_empty_question_and_no_methods_warn_instead_of_failing(smollm2) -> None:
-    at = run_page()
-    at.text_input[0].set_value("   ").run()
+def test_empty_upload_shows_one_message_and_the_real_limit() -> None:
+    at = open_page("sources")
+    at.radio(key="sources_mode").set_value("Upload").run()
+    uploader = at.get("file_uploader")[0]
+    assert "200,000 bytes" in uploader.proto.label
+    answer(at)
     assert not at.exception
-    assert any("question" in w.value for w in at.warning)
-    at.sidebar.multiselect[0].set_value([]).run()
-    assert any("at least one method" in w.value for w in at.warning)
+    assert [w.value for w in at.warning] == ["Upload one or more .txt or .md files, then press Answer."]
+    assert not at.info and not at.error

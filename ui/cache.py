@@ -16,7 +16,6 @@ import torch
 import attnviz
 from attnviz.ablation import AblationResult, ablate_heads
 from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
-from attnviz.attribution import Attribution, attribute
 from attnviz.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.loading import LoadedModel
@@ -187,11 +186,3 @@ def model_masks(model: str, prompts: tuple[Prompt, ...]) -> ModelMasks:
     """Masks the model applied to a batch of prompts of one model (all with the same decoder text)."""
     batch = [p.messages if p.chat else p.text for p in prompts]
     return read_masks(load(model), batch, prompts[0].target if prompts else None)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def attribution(
-    model: str, question: str, passages: tuple[str, ...], methods: tuple[str, ...], max_new_tokens: int
-) -> Attribution:
-    """Answer and attribution of a question over passages (calibrates the model's heads on first use)."""
-    return attribute(load(model), question, list(passages), method=methods, max_new_tokens=max_new_tokens)

@@ -10,7 +10,6 @@ import re
 
 import streamlit as st
 
-from attnviz.attribution import Attribution
 from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
 from attnviz.trace import PromptError, Trace
 from ui import cache
@@ -89,18 +88,6 @@ def run_trace(prompt: cache.Prompt) -> Trace | None:
     try:
         with st.spinner("Running the model…"):
             return cache.prompt_trace(prompt)
-    except PromptError as problem:
-        warning(str(problem))
-        return None
-
-
-def run_attribution(
-    model: str, question: str, passages: list[str], methods: tuple[str, ...], max_new_tokens: int
-) -> Attribution | None:
-    """Attribution with a spinner; bad input becomes a warning instead of a traceback."""
-    try:
-        with st.spinner("Answering and attributing (the first run of a model also finds its retrieval heads)…"):
-            return cache.attribution(model, question, tuple(passages), methods, max_new_tokens)
     except PromptError as problem:
         warning(str(problem))
         return None
