@@ -152,7 +152,7 @@ def test_encoder_decoder_offers_cross_attention(tiny_model_dir) -> None:
 
 def test_long_prompt_stays_small_in_the_browser() -> None:
     words = " ".join(f"w{i % 97}" for i in range(356))
-    at = explore(prompt=words)
+    at = open_page("explore", timeout=900, prompt=words)  # over 1,024 tokens: a summary and one head's trace
     assert_clean(at)
     n = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
     assert n >= 1024
