@@ -10,6 +10,7 @@ never receives more than a few hundred thousand cells.
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,11 +21,23 @@ from attnviz.grid import HeadGrid
 MAX_CELLS = 256
 
 
+def _visible_char(char: str) -> str:
+    """A character as a label can show it: invisible ones (zero-width, bidi controls) as ``⟨U+200B⟩``."""
+    if char in "\n\t":
+        return "⏎" if char == "\n" else "⇥"
+    if unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Zl", "Zp"):
+        return f"⟨U+{ord(char):04X}⟩"
+    return char
+
+
 def visible_text(token: str) -> str:
-    """Token text with newlines, tabs and all-blank tokens made visible (no escaping)."""
-    shown = token.replace("\n", "⏎").replace("\t", "⇥")
+    """Token text as every view shows it (no escaping): newlines, tabs, blank, zero-width and bidi
+    control characters made visible; a leading combining mark drawn on a dotted circle ``◌́``."""
+    shown = "".join(_visible_char(char) for char in token)
     if shown.strip() == "":
         shown = "␣" * max(1, len(shown))
+    if shown and unicodedata.combining(shown[0]):
+        shown = "◌" + shown
     return shown
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from attnviz.loading import LoadedModel
-from attnviz.tokens import display_tokens
+from attnviz.tokens import display_each
 
 
 @dataclass(frozen=True)
@@ -26,5 +26,5 @@ def top_next_tokens(loaded: LoadedModel, last_logits: torch.Tensor, k: int) -> P
     top = torch.topk(probs, k=min(k, probs.shape[-1]))
     ids = top.indices.numpy()
     with loaded.lock:
-        tokens, _ = display_tokens(loaded.tokenizer, ids.tolist())
+        tokens = display_each(loaded.tokenizer, ids.tolist())
     return Prediction(ids=ids, tokens=tokens, probs=top.values.numpy())
