@@ -23,9 +23,9 @@ MAX_CELLS = 256
 TEXT_COLOUR = "#1f2430"  # near-black: readable on a projector, unlike plotly's light grey ticks
 FONT = {"size": 14, "color": TEXT_COLOUR}
 TICK_FONT = {"size": 13, "color": TEXT_COLOUR}
-LABEL_ROOM = 64  # most token labels an axis of a full-width figure shows before labelling every k-th
+LABEL_ROOM = 40  # most token labels an axis of a full-width figure shows before labelling every k-th
 LABEL_PX = 17
-GRID_WIDTH, GRID_MAX_HEIGHT = 1100, 440  # vertical pixels one query label needs
+GRID_WIDTH, GRID_MAX_HEIGHT = 800, 440  # vertical pixels one query label needs
 
 
 def _visible_char(char: str) -> str:
@@ -39,12 +39,16 @@ def _visible_char(char: str) -> str:
 
 def visible_text(token: str) -> str:
     """Token text as every view shows it (no escaping): newlines, tabs, blank, zero-width and bidi
-    control characters made visible; a leading combining mark drawn on a dotted circle ``◌́``."""
+    control characters made visible; a leading combining mark drawn on a dotted circle ``◌́``;
+    right-to-left text isolated so its piece markers stay on its right."""
     shown = "".join(_visible_char(char) for char in token)
     if shown.strip() == "":
         shown = "␣" * max(1, len(shown))
     if shown and unicodedata.combining(shown[0]):
         shown = "◌" + shown
+    if any(unicodedata.bidirectional(char) in ("R", "AL") for char in shown):
+        # A left-to-right isolate keeps "ש⟨1/2⟩" in that order inside left-to-right labels.
+        shown = "\u2066" + shown + "\u2069"
     return shown
 
 
