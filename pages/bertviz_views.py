@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from attnviz import bertviz_views as bv
@@ -113,9 +115,14 @@ if shown != requested:
         "tokens.",
         icon="✂️",
     )
-if not subset.complete:
+# The head view always draws one layer (the Layer control), so only heads and tokens make it a subset.
+every_layer = replace(subset, selection=replace(shown, layers=subset.all_layers))
+if not (every_layer if view == "head" else subset).complete:
+    layers_text = (
+        f"layer {shown.layers[0]}" if view == "head" else f"{len(shown.layers)} of {len(subset.all_layers)} layers"
+    )
     st.info(
-        f"Showing a subset: {len(shown.layers)} of {len(subset.all_layers)} layers, {len(shown.heads)} of "
+        f"Showing a subset: {layers_text}, {len(shown.heads)} of "
         f"{len(subset.all_heads)} heads, tokens {shown.window[0]}–{shown.window[1] - 1} "
         f"of {subset.n_tokens}.",
         icon="🔎",

@@ -249,7 +249,7 @@ elif section == "Head statistics":
         f"head {int(best['head'])} ({best[statistic]:.3f})",
         on_click=open_best, key="open_best", help="Select this head and show it in the Heads view.",
     )  # fmt: skip
-    chart, data = st.columns([2, 3])  # the table's seven columns need the wider side
+    chart, data = st.columns([1, 2])  # the table's seven columns need the wider side
     chart.plotly_chart(
         figures.layer_head_heatmap(
             getattr(head_stats, statistic), head_stats.layers, head_stats.heads,
@@ -260,7 +260,7 @@ elif section == "Head statistics":
     data.dataframe(
         table, hide_index=True, height=520, key="stat_table",
         column_config={s: st.column_config.NumberColumn(s.replace("_", " "), format="%.3f") for s in STATISTICS}
-        | {axis: st.column_config.NumberColumn(axis, width="small") for axis in ("layer", "head")},
+        | {axis: st.column_config.NumberColumn(axis, width=48) for axis in ("layer", "head")},
     )  # fmt: skip
     if "induction" in table:
         data.caption("Induction is measured on 50 random tokens repeated twice, not on your prompt.")

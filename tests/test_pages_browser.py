@@ -27,7 +27,7 @@ PAGES = {
     "explore_unicode": ("explore", {"prompt": "Hi 👋 a\u200bb שלום مرحبا e\u0301", "layer": "3", "head": "1"}),
     "explore_60_tokens": ("explore", {"prompt": LONG_PROMPT}),
     "explore_minilm": ("explore", {"model": "minilm-l6"}),
-    "explore_statistics": ("explore", {"view": "Head statistics"}),
+    "explore_head_statistics": ("explore", {"view": "Head statistics"}),
     "explore_ablation": ("explore", {"view": "Ablation", "layer": "3", "head": "1"}),
     "masks": ("masks", {}),
     "masks_model": ("masks", {}),
