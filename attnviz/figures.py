@@ -40,15 +40,16 @@ def _visible_char(char: str) -> str:
 def visible_text(token: str) -> str:
     """Token text as every view shows it (no escaping): newlines, tabs, blank, zero-width and bidi
     control characters made visible; a leading combining mark drawn on a dotted circle ``◌́``;
-    right-to-left text isolated so its piece markers stay on its right."""
+    right-to-left text fenced by left-to-right marks so its piece markers stay on its right."""
     shown = "".join(_visible_char(char) for char in token)
     if shown.strip() == "":
         shown = "␣" * max(1, len(shown))
     if shown and unicodedata.combining(shown[0]):
         shown = "◌" + shown
     if any(unicodedata.bidirectional(char) in ("R", "AL") for char in shown):
-        # A left-to-right isolate keeps "ש⟨1/2⟩" in that order inside left-to-right labels.
-        shown = "\u2066" + shown + "\u2069"
+        # Left-to-right marks keep "ש⟨1/2⟩" in that order inside left-to-right labels (plotly's SVG text
+        # ignores bidi isolates).
+        shown = "\u200e" + shown.replace("⟨", "\u200e⟨") + "\u200e"
     return shown
 
 

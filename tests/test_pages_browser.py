@@ -47,7 +47,7 @@ def choose(page, label: str, option: str) -> None:
 def act(page, name: str) -> None:
     """What a user does on the page before the screenshot (views not kept in the URL)."""
     if name == "masks_model":
-        page.get_by_text("Masks the model uses").click()
+        page.locator('[data-testid="stRadio"] label').filter(has_text="Masks the model uses").click()
     elif name == "bertviz_model_view":
         page.get_by_text("Model view (grid of layers × heads)").click()
     elif name == "masks_cells":
@@ -69,6 +69,7 @@ def open_at(page, app_url: str, path: str, query: dict[str, str], size: tuple[in
     wait_idle(page)
     if path:
         page.wait_for_selector(DRAWN, timeout=120_000)
+        wait_idle(page)  # the first figure can appear while the script still runs the model
     page.wait_for_timeout(1500)  # plotly and iframes finish drawing after the script
 
 

@@ -63,7 +63,7 @@ def test_invisible_and_combining_characters_are_made_visible(smollm2: LoadedMode
     combining = [visible_text(t) for t in display_tokens(smollm2.tokenizer, ids_of(smollm2, "e\u0301"))[0]]
     assert combining == ["e", "◌\u0301⟨1/2⟩", "◌\u0301⟨2/2⟩"]
     assert visible_text("x\u202ey") == "x⟨U+202E⟩y"  # a bidi override cannot reorder a label
-    assert visible_text("ם⟨1/2⟩") == "\u2066ם⟨1/2⟩\u2069"  # Hebrew isolated: the marker stays on its right
+    assert visible_text("ם⟨1/2⟩") == "\u200eם\u200e⟨1/2⟩\u200e"  # Hebrew fenced: the marker stays on its right
 
 
 def test_wordpiece_tokens_are_whole_characters(minilm: LoadedModel) -> None:
