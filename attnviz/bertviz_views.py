@@ -228,11 +228,11 @@ def _bertviz_script(view: ViewKind) -> str:
     return source.replace(_PARAMS_MARKER, "const params = attnvizParams();", 1)
 
 
-def _controls(view: ViewKind, panels: list[_Panel]) -> str:
-    layer = "Layer: <select id='layer'></select>" if view == "head" else ""
+def _controls(panels: list[_Panel]) -> str:
+    """The attention filter of an encoder-decoder; the layer is chosen by the page, not a second dropdown."""
     options = "".join(f"<option value='{i}'>{p.name}</option>" for i, p in enumerate(panels))
-    attention = f" Attention: <select id='filter'>{options}</select>" if len(panels) > 1 else ""
-    return f"<span style='user-select:none'>{layer}{attention}</span>"
+    attention = f"Attention: <select id='filter'>{options}</select>" if len(panels) > 1 else ""
+    return f"<span style='user-select:none'>{attention}</span>"
 
 
 def _height(view: ViewKind, trace: Trace, panels: list[_Panel]) -> int:
@@ -253,7 +253,7 @@ def _page(view: ViewKind, trace: Trace, selection: Selection, panels: list[_Pane
         [
             "<!DOCTYPE html><html><head><meta charset='utf-8'></head>",
             f"<body style='margin:0;{_FONT}'>",
-            f"<div id='attnviz-bertviz' style=\"{_FONT}\">{_controls(view, panels)}",
+            f"<div id='attnviz-bertviz' style=\"{_FONT}\">{_controls(panels)}",
             "<div id='vis'></div></div>",
             f"<script type='application/json' id='attnviz-bertviz-data'>{data}</script>",
             _DECODE_PARAMS,

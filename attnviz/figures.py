@@ -10,6 +10,8 @@ never receives more than a few hundred thousand cells.
 from __future__ import annotations
 
 import html
+import math
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,19 +20,59 @@ import plotly.graph_objects as go
 from attnviz.grid import HeadGrid
 
 MAX_CELLS = 256
+TEXT_COLOUR = "#1f2430"  # near-black: readable on a projector, unlike plotly's light grey ticks
+FONT = {"size": 14, "color": TEXT_COLOUR}
+TICK_FONT = {"size": 13, "color": TEXT_COLOUR}
+LABEL_ROOM = 40  # most token labels an axis of a full-width figure shows before labelling every k-th
+LABEL_PX = 17
+GRID_WIDTH, GRID_MAX_HEIGHT = 800, 440  # vertical pixels one query label needs
+
+
+def _visible_char(char: str) -> str:
+    """A character as a label can show it: invisible ones (zero-width, bidi controls) as ``⟨U+200B⟩``."""
+    if char in "\n\t":
+        return "⏎" if char == "\n" else "⇥"
+    if unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Zl", "Zp"):
+        return f"⟨U+{ord(char):04X}⟩"
+    return char
 
 
 def visible_text(token: str) -> str:
-    """Token text with newlines, tabs and all-blank tokens made visible (no escaping)."""
-    shown = token.replace("\n", "⏎").replace("\t", "⇥")
+    """Token text as every view shows it (no escaping): newlines, tabs, blank, zero-width and bidi
+    control characters made visible; a leading combining mark drawn on a dotted circle ``◌́``;
+    right-to-left text fenced by left-to-right marks so its piece markers stay on its right."""
+    shown = "".join(_visible_char(char) for char in token)
     if shown.strip() == "":
         shown = "␣" * max(1, len(shown))
+    if shown and unicodedata.combining(shown[0]):
+        shown = "◌" + shown
+    if any(unicodedata.bidirectional(char) in ("R", "AL") for char in shown):
+        # Left-to-right marks keep "ש⟨1/2⟩" in that order inside left-to-right labels (plotly's SVG text
+        # ignores bidi isolates).
+        shown = "\u200e" + shown.replace("⟨", "\u200e⟨") + "\u200e"
     return shown
 
 
 def safe_label(token: str) -> str:
     """Token text as plotly shows it literally: HTML escaped, whitespace made visible."""
     return html.escape(visible_text(token), quote=False)
+
+
+def readable(figure: go.Figure, height: int, top: int = 40) -> go.Figure:
+    """Fonts, contrast and margins every figure shares; axes grow their margins to fit their labels."""
+    figure.update_layout(
+        font=FONT, title_font={"size": 16, "color": TEXT_COLOUR}, height=height,
+        margin={"l": 10, "r": 10, "t": top, "b": 10},
+    )  # fmt: skip
+    figure.update_xaxes(tickfont=TICK_FONT, title_font=FONT, automargin=True)
+    figure.update_yaxes(tickfont=TICK_FONT, title_font=FONT, automargin=True)
+    return figure
+
+
+def labelled_positions(n: int, room: int) -> list[int]:
+    """Positions to label so that at most ``room`` labels share an axis: every k-th of ``n``."""
+    step = max(1, math.ceil(n / max(room, 1)))
+    return list(range(0, n, step))
 
 
 def downsample(matrix: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
@@ -46,15 +88,16 @@ def downsample(matrix: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarr
     return np.nanmean(blocks, axis=(1, 3)).astype(np.float32), block
 
 
-def _axis_labels(tokens: Sequence[str], block: int) -> tuple[list[str], list[str]]:
+def _axis_labels(tokens: Sequence[str], block: int, first: int = 0) -> tuple[list[str], list[str]]:
     """Unique category labels per cell (what hover shows) and tick texts (empty when block-averaged).
 
     Labels carry the position ("3: the"), so repeated tokens stay separate columns.
     """
     if block == 1:
-        return [f"{i}: {safe_label(t)}" for i, t in enumerate(tokens)], [safe_label(t) for t in tokens]
+        return [f"{first + i}: {safe_label(t)}" for i, t in enumerate(tokens)], [safe_label(t) for t in tokens]
     cells = int(np.ceil(len(tokens) / block))
-    return [f"tokens {c * block}–{min(len(tokens), (c + 1) * block) - 1}" for c in range(cells)], []
+    last = first + len(tokens)
+    return [f"tokens {first + c * block}–{min(last, first + (c + 1) * block) - 1}" for c in range(cells)], []
 
 
 def attention_heatmap(
@@ -67,16 +110,21 @@ def attention_heatmap(
     log_scale: bool = False,
     max_cells: int = MAX_CELLS,
     value_name: str = "weight",
+    x_room: int = LABEL_ROOM,
+    first_query: int = 0,
+    first_key: int = 0,
 ) -> go.Figure:
     """Heatmap of a [queries, keys] matrix: queries down, keys across, tokens on the axes.
 
     Hover text comes from the axis labels and the cell's number (sent as a binary
     float32 array), so the payload grows with the cells' numbers, not with strings per cell.
+    Every token keeps its hover label; tick labels thin out (every k-th) so they never overlap.
+    ``first_query`` / ``first_key`` are the token positions of row / column 0 (for windows).
     """
     matrix, block = downsample(np.asarray(weights, dtype=np.float32), max_cells)
     shown = np.log10(np.clip(matrix, 1e-6, None)) if log_scale else matrix
-    x_labels, x_text = _axis_labels(key_tokens, block)
-    y_labels, y_text = _axis_labels(query_tokens, block)
+    x_labels, x_text = _axis_labels(key_tokens, block, first_key)
+    y_labels, y_text = _axis_labels(query_tokens, block, first_query)
     figure = go.Figure(
         go.Heatmap(
             z=shown,
@@ -90,36 +138,40 @@ def attention_heatmap(
             colorbar={"title": f"log10 {value_name}" if log_scale else value_name},
         )
     )
+    height = int(np.clip(160 + LABEL_PX * len(y_labels), 380, 600))
+    shown_y = labelled_positions(len(y_text), (height - 160) // LABEL_PX)
+    shown_x = labelled_positions(len(x_text), x_room)
     figure.update_yaxes(
-        autorange="reversed", type="category", tickvals=y_labels if y_text else [], ticktext=y_text, title="query"
-    )
+        autorange="reversed", type="category", tickvals=[y_labels[i] for i in shown_y],
+        ticktext=[y_text[i] for i in shown_y], title="query",
+    )  # fmt: skip
     figure.update_xaxes(
-        type="category", tickvals=x_labels if x_text else [], ticktext=x_text, tickangle=-60, title="key",
-        side="bottom",
+        type="category", tickvals=[x_labels[i] for i in shown_x], ticktext=[x_text[i] for i in shown_x],
+        tickangle=-60, title="key", side="bottom",
     )  # fmt: skip
     subtitle = f" (block-averaged {block}×{block})" if block > 1 else ""
-    figure.update_layout(title=title + subtitle, margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=560)
-    return figure
+    return readable(figure.update_layout(title=title + subtitle), height)
 
 
-def token_bar(values: np.ndarray, tokens: Sequence[str], *, title: str = "", value_name: str = "weight") -> go.Figure:
-    """Bar per token (e.g. how much the last token reads from each earlier token)."""
-    labels = [f"{i}: {safe_label(t)}" for i, t in enumerate(tokens)]
+def token_bar(
+    values: np.ndarray, tokens: Sequence[str], *, title: str = "", value_name: str = "weight", first: int = 0
+) -> go.Figure:
+    """Bar per token (e.g. how much the last token reads from each earlier token); ``first`` is bar 0's position."""
+    positions = list(range(first, first + len(tokens)))
+    labels = [f"{p}: {safe_label(t)}" for p, t in zip(positions, tokens, strict=True)]
+    shown = labelled_positions(len(tokens), LABEL_ROOM)
     figure = go.Figure(
         go.Bar(
-            x=list(range(len(tokens))),
+            x=positions,
             y=np.asarray(values, dtype=np.float32),
             customdata=labels,
             hovertemplate="%{customdata}<br>" + value_name + " %{y:.3g}<extra></extra>",
         )
     )
     figure.update_xaxes(
-        tickvals=list(range(len(tokens))) if len(tokens) <= 80 else None,
-        ticktext=[safe_label(t) for t in tokens] if len(tokens) <= 80 else None,
-        tickangle=-60,
+        tickvals=[positions[i] for i in shown], ticktext=[safe_label(tokens[i]) for i in shown], tickangle=-60
     )
-    figure.update_layout(title=title, yaxis_title=value_name, margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=320)
-    return figure
+    return readable(figure.update_layout(title=title, yaxis_title=value_name), 320)
 
 
 def head_grid_figure(grid: HeadGrid, *, selected: tuple[int, int] | None = None, colorscale: str = "Viridis") -> go.Figure:
@@ -157,14 +209,15 @@ def head_grid_figure(grid: HeadGrid, *, selected: tuple[int, int] | None = None,
         figure.add_shape(
             type="rect", x0=x - half, x1=x + half, y0=y - half, y1=y + half, line={"color": "red", "width": 3}
         )
+    # Square thumbnails in a plot as wide as the page (about GRID_WIDTH px) but never taller than
+    # GRID_MAX_HEIGHT, so the grid fits a 1280×720 screen; a tall grid (few layers, many heads)
+    # narrows instead of padding empty rows under the layer labels.
     rows, cols = grid.mosaic.shape
-    figure.update_layout(
-        height=max(240, int(80 + 1050 * rows / max(cols, 1))),
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        clickmode="event+select",
-        dragmode=False,
-    )
-    return figure
+    plot_height = min(GRID_MAX_HEIGHT, int(GRID_WIDTH * rows / max(cols, 1)))
+    figure.update_xaxes(constrain="domain")
+    figure.update_yaxes(constrain="domain")
+    figure.update_layout(clickmode="event+select", dragmode=False)
+    return readable(figure, max(200, plot_height + 90), top=60)
 
 
 def layer_head_heatmap(
@@ -182,8 +235,7 @@ def layer_head_heatmap(
         )
     )
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(title=title, height=max(300, 18 * len(layers) + 80), margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return figure
+    return readable(figure.update_layout(title=title), max(300, 18 * len(layers) + 80))
 
 
 MASK_COLORS = [[0.0, "#eef1f6"], [1.0, "#27557f"]]
@@ -198,5 +250,4 @@ def mask_heatmap(
         title=title, colorscale=MASK_COLORS, value_name="allowed",
     )  # fmt: skip
     figure.update_traces(showscale=False, zmin=0.0, zmax=1.0, xgap=1, ygap=1)
-    figure.update_layout(height=460)
-    return figure
+    return figure.update_layout(height=min(figure.layout.height, 460))

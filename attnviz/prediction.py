@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from attnviz.loading import LoadedModel
-from attnviz.tokens import display_tokens
+from attnviz.tokens import display_each
 
 
 @dataclass(frozen=True)
@@ -26,5 +26,42 @@ def top_next_tokens(loaded: LoadedModel, last_logits: torch.Tensor, k: int) -> P
     top = torch.topk(probs, k=min(k, probs.shape[-1]))
     ids = top.indices.numpy()
     with loaded.lock:
-        tokens, _ = display_tokens(loaded.tokenizer, ids.tolist())
+        tokens = display_each(loaded.tokenizer, ids.tolist())
     return Prediction(ids=ids, tokens=tokens, probs=top.values.numpy())
+
+
+@dataclass(frozen=True)
+class RankChange:
+    """One token of a top-k list next to where it stood in another: ranks from 1, None when absent."""
+
+    token: str
+    probability: float
+    rank: int
+    other_rank: int | None
+    other_probability: float | None
+
+    @property
+    def mark(self) -> str:
+        """'new' when the token was not in the other top-k, '▲ n' / '▼ n' ranks moved, '=' unchanged."""
+        if self.other_rank is None:
+            return "new"
+        moved = self.other_rank - self.rank
+        return "=" if moved == 0 else f"▲ {moved}" if moved > 0 else f"▼ {-moved}"
+
+
+def rank_changes(prediction: Prediction, reference: Prediction) -> tuple[RankChange, ...]:
+    """Each of ``prediction``'s top-k tokens with its rank and probability in ``reference`` (matched by id)."""
+    where = {int(token_id): rank for rank, token_id in enumerate(reference.ids.tolist())}
+    changes = []
+    for rank, token_id in enumerate(prediction.ids.tolist()):
+        before = where.get(int(token_id))
+        changes.append(
+            RankChange(
+                token=prediction.tokens[rank],
+                probability=float(prediction.probs[rank]),
+                rank=rank + 1,
+                other_rank=None if before is None else before + 1,
+                other_probability=None if before is None else float(reference.probs[before]),
+            )
+        )
+    return tuple(changes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from attnviz import bertviz_views as bv
@@ -49,13 +51,22 @@ view = st.radio(
     "Model view: one thumbnail per layer and head; click a thumbnail to enlarge it.",
 )  # fmt: skip
 default = bv.default_selection(trace, view)
+# Widget keys carry the model name, so switching model starts from that model's defaults
+# instead of keeping another model's layer and head choice.
 left, middle, right = st.columns(3)
-layers = left.multiselect(
-    "Layers", trace.layers, default=default.layers, key=f"layers_{view}",
-    help="Fewer layers make a smaller, faster view.",
-)  # fmt: skip
+if view == "head":  # one layer at a time: this is the view's only layer control
+    layer = left.selectbox(
+        "Layer", trace.layers, index=trace.layers.index(default.layers[0]), key=f"layer_head_{name}",
+        help="The layer whose heads the view draws.",
+    )  # fmt: skip
+    layers = [layer]
+else:
+    layers = left.multiselect(
+        "Layers", trace.layers, default=default.layers, key=f"layers_model_{name}",
+        help="Fewer layers make a smaller, faster view.",
+    )  # fmt: skip
 heads = middle.multiselect(
-    "Heads", trace.heads, default=default.heads, key=f"heads_{view}",
+    "Heads", trace.heads, default=default.heads, key=f"heads_{view}_{name}",
     help="Head view colours follow this order (first chosen head = first colour).",
 )  # fmt: skip
 decimals = right.select_slider(
@@ -63,9 +74,16 @@ decimals = right.select_slider(
     help="Fewer decimals make the page smaller; 3 decimals is finer than the eye can see in line opacity.",
 )  # fmt: skip
 window = st.slider(
-    "Token window", 0, trace.n_tokens, value=default.window, key=f"window_{view}_{trace.n_tokens}",
-    help="Only tokens in this window are drawn; attention to tokens outside it is left out.",
+    "Token window", 0, trace.n_tokens, value=default.window, key=f"window_{view}_{name}_{trace.n_tokens}",
+    help="Only tokens in this window are drawn; attention to tokens outside it is left out. Drag either end "
+    "to look at any part of a long prompt.",
 )  # fmt: skip
+st.caption(
+    f"Why a window: bertviz draws one line per head, query and key, so lines grow with the square of the "
+    f"tokens; a view is kept under {bv.MAX_LINES:,} lines and {bv.MAX_BYTES / 1e6:.0f} MB so the browser "
+    "stays responsive. A line's opacity is its weight: over many tokens weights spread thin and lines fade, "
+    "so a shorter window or fewer heads shows them more clearly."
+)
 target_window = None
 if trace.target_tokens:
     target_window = st.slider(
@@ -97,9 +115,14 @@ if shown != requested:
         "tokens.",
         icon="✂️",
     )
-if not subset.complete:
+# The head view always draws one layer (the Layer control), so only heads and tokens make it a subset.
+every_layer = replace(subset, selection=replace(shown, layers=subset.all_layers))
+if not (every_layer if view == "head" else subset).complete:
+    layers_text = (
+        f"layer {shown.layers[0]}" if view == "head" else f"{len(shown.layers)} of {len(subset.all_layers)} layers"
+    )
     st.info(
-        f"Showing a subset: {len(shown.layers)} of {len(subset.all_layers)} layers, {len(shown.heads)} of "
+        f"Showing a subset: {layers_text}, {len(shown.heads)} of "
         f"{len(subset.all_heads)} heads, tokens {shown.window[0]}–{shown.window[1] - 1} "
         f"of {subset.n_tokens}.",
         icon="🔎",

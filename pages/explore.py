@@ -12,7 +12,7 @@ from attnviz import figures
 from attnviz.ablation import NoPredictionError
 from attnviz.aggregate import AGGREGATES, UnsupportedModelError
 from attnviz.hooks import Site
-from attnviz.prediction import Prediction
+from attnviz.prediction import RankChange, rank_changes
 from attnviz.stats import STATISTICS
 from attnviz.trace import STACK_LABELS, PromptError, stack_view, stacks_of
 from ui import cache
@@ -24,19 +24,36 @@ DEFAULT_PROMPT = (
     "thank you very much. Mr and Mrs Dursley"
 )
 WINDOW = 256  # tokens of the detail heatmap shown at full resolution
+DETAIL = 64  # tokens the query and key windows of a long prompt start with: few enough to label each
 SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
 URL_PROMPT_CHARS = 2000  # longer prompts stay out of the URL (share them as text instead)
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
 
 
-def prediction_table(prediction: Prediction) -> pd.DataFrame:
-    """Top-k tokens as a table (dataframes show text literally: no HTML escaping needed)."""
-    return pd.DataFrame(
+def ablation_table(changes: tuple[RankChange, ...], intact: bool) -> pd.DataFrame:
+    """Top-k tokens with where each stood in the other run (dataframes show text literally)."""
+    table = pd.DataFrame(
         {
-            "token": [figures.visible_text(t) for t in prediction.tokens],
-            "probability": prediction.probs.astype(float),
+            "rank": [c.rank for c in changes],
+            "token": [figures.visible_text(c.token) for c in changes],
+            "probability": [c.probability for c in changes],
         }
     )
+    if intact:
+        table["rank without"] = [str(c.other_rank) if c.other_rank else "out of top-k" for c in changes]
+    else:
+        table["probability intact"] = [c.other_probability for c in changes]
+        table["change"] = [c.mark for c in changes]
+    return table
+
+
+PROBABILITY_COLUMNS = {
+    name: st.column_config.NumberColumn(name, format="%.4f") for name in ("probability", "probability intact")
+} | {
+    "change": st.column_config.TextColumn(
+        "change", help="Rank change against the intact model: ▲ up, ▼ down, = same, new = not in its top-k."
+    )
+}
 
 
 start_page()
@@ -161,29 +178,44 @@ def heatmap_controls(prefix: str) -> tuple[str, bool, bool]:
     return colorscale, log_scale, hide_sink
 
 
+def token_window(label: str, n: int, prefix: str, default: tuple[int, int]) -> tuple[int, int]:
+    """A [start, stop) window over ``n`` tokens, shown as a slider only when ``n`` exceeds WINDOW."""
+    if n <= WINDOW:
+        return 0, n
+    start, stop = st.slider(
+        label, 0, n, default, key=f"{prefix}_{label.split()[0].lower()}_window",
+        help=f"Tokens shown one by one, with labels and hover; a window wider than {WINDOW} tokens is "
+        "block-averaged so the browser stays fast.",
+    )  # fmt: skip
+    return start, max(stop, start + 1)
+
+
 def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "weight") -> None:
-    """A [queries, keys] map with a query window beyond WINDOW tokens, then the last query's row as bars."""
+    """A [queries, keys] map with query and key windows beyond WINDOW tokens, then the last query's row as bars."""
     colorscale, log_scale, hide_sink = heatmap_controls(prefix)
-    rows = matrix.shape[0]
-    start, stop = 0, rows
-    if rows > WINDOW:
-        start, stop = st.slider(
-            "Query window", 0, rows, (rows - WINDOW, rows), key=f"{prefix}_window",
-            help=f"Query tokens shown; more than {WINDOW} are block-averaged so the browser stays fast.",
-        )  # fmt: skip
-        stop = max(stop, start + 1)
-    first_key = 1 if hide_sink and matrix.shape[1] > 1 else 0
-    keys = view.key_tokens[first_key:]
+    rows, cols = matrix.shape
+    windows = st.columns(2)
+    with windows[0]:
+        q_start, q_stop = token_window("Query window", rows, prefix, (max(0, rows - DETAIL), rows))
+    with windows[1]:
+        # Self-attention starts on the keys beside the queries shown; cross-attention on the first keys.
+        near = min(q_stop, cols)
+        k_default = (max(0, near - DETAIL), near) if rows == cols else (0, min(cols, DETAIL))
+        k_start, k_stop = token_window("Key window", cols, prefix, k_default)
+    if hide_sink and k_start == 0 and k_stop - k_start > 1:
+        k_start = 1
+    keys = view.key_tokens[k_start:k_stop]
     st.plotly_chart(
         figures.attention_heatmap(
-            matrix[start:stop, first_key:], view.query_tokens[start:stop], keys, title=title,
-            colorscale=colorscale, log_scale=log_scale, value_name=value_name,
+            matrix[q_start:q_stop, k_start:k_stop], view.query_tokens[q_start:q_stop], keys, title=title,
+            colorscale=colorscale, log_scale=log_scale, value_name=value_name, first_query=q_start,
+            first_key=k_start,
         ),
         key=f"{prefix}_heatmap",
     )  # fmt: skip
     st.plotly_chart(
         figures.token_bar(
-            matrix[last, first_key:], keys, value_name=value_name,
+            matrix[last, k_start:k_stop], keys, value_name=value_name, first=k_start,
             title=f"How much the last token ({figures.safe_label(view.query_tokens[last])}) reads from each",
         ),
         key=f"{prefix}_bar",
@@ -243,7 +275,7 @@ elif section == "Head statistics":
         f"head {int(best['head'])} ({best[statistic]:.3f})",
         on_click=open_best, key="open_best", help="Select this head and show it in the Heads view.",
     )  # fmt: skip
-    chart, data = st.columns(2)
+    chart, data = st.columns([1, 2])  # the table's seven columns need the wider side
     chart.plotly_chart(
         figures.layer_head_heatmap(
             getattr(head_stats, statistic), head_stats.layers, head_stats.heads,
@@ -253,7 +285,8 @@ elif section == "Head statistics":
     )  # fmt: skip
     data.dataframe(
         table, hide_index=True, height=520, key="stat_table",
-        column_config={s: st.column_config.NumberColumn(s.replace("_", " "), format="%.3f") for s in STATISTICS},
+        column_config={s: st.column_config.NumberColumn(s.replace("_", " "), format="%.3f") for s in STATISTICS}
+        | {axis: st.column_config.NumberColumn(axis, width=48) for axis in ("layer", "head")},
     )  # fmt: skip
     if "induction" in table:
         data.caption("Induction is measured on 50 random tokens repeated twice, not on your prompt.")
@@ -287,6 +320,12 @@ else:
     else:
         before, after = st.columns(2)
         before.subheader("Intact model")
-        before.dataframe(prediction_table(result.baseline), hide_index=True, key="baseline_table")
+        before.dataframe(
+            ablation_table(rank_changes(result.baseline, result.intervened), intact=True), hide_index=True,
+            key="baseline_table", column_config=PROBABILITY_COLUMNS,
+        )  # fmt: skip
         after.subheader(f"Without {len(chosen)} head(s)" if chosen else "Nothing switched off")
-        after.dataframe(prediction_table(result.intervened), hide_index=True, key="ablated_table")
+        after.dataframe(
+            ablation_table(rank_changes(result.intervened, result.baseline), intact=False), hide_index=True,
+            key="ablated_table", column_config=PROBABILITY_COLUMNS,
+        )  # fmt: skip

@@ -13,6 +13,7 @@ st.markdown(
     "one the model computed, recorded by our own attention function."
 )
 st.subheader("Where to start")
+st.caption("New here? Open Explore: it traces a sample prompt; click any head in the grid to see it in detail.")
 for page in PAGES:
     if not page.default:
         link, about = st.columns([1, 4], vertical_alignment="center")

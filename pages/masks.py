@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from attnviz import mask_rules, masks
-from attnviz.figures import attention_heatmap, mask_heatmap
+from attnviz.figures import attention_heatmap, mask_heatmap, visible_text
 from attnviz.loading import LoadedModel
 from attnviz.mask_runs import MaskComparison, ModelMasks, prompt_tokens
 from attnviz.masks import MaskStats
@@ -109,9 +109,10 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
         )
         return None
     st.caption("Tick the keys (columns) each query (row) may see. Starts from the causal mask.")
-    labels = [f"{i}: {token!r}" for i, token in enumerate(tokens)]
+    labels = [f"{i}: {visible_text(token)}" for i, token in enumerate(tokens)]
     frame = pd.DataFrame(masks.causal(n), index=labels, columns=labels)
-    edited = st.data_editor(frame, key=f"cells-{hash(ids)}", disabled=False)
+    config = {label: st.column_config.CheckboxColumn(label, width=44) for label in labels}
+    edited = st.data_editor(frame, key=f"cells-{hash(ids)}", disabled=False, column_config=config)
     return edited.to_numpy(dtype=bool)
 
 
@@ -142,7 +143,7 @@ def prediction_table(result: MaskComparison, which: str) -> None:
         return
     st.dataframe(
         pd.DataFrame(
-            {"next token": list(run.prediction.tokens), "probability": run.prediction.probs}
+            {"next token": [visible_text(t) for t in run.prediction.tokens], "probability": run.prediction.probs}
         ),
         hide_index=True,
         width="stretch",
@@ -216,8 +217,8 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
         )
 
 
-def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
-    """The builder view: prompt, mask controls, the mask, its cost, and the model with and without it."""
+def build_and_apply(loaded: LoadedModel, model_name: str, text: str) -> None:
+    """The builder view: mask controls over the prompt, the mask, its cost, and the model with and without it."""
     if loaded.kind == "encoder-decoder":
         st.info(
             "Applying a mask works on decoder-only and encoder-only models. "
@@ -225,9 +226,6 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
             icon="ℹ️",
         )
         return
-    text = st.text_area(
-        "Prompt", DEFAULT_PROMPT, height=80, help="The mask is built over this prompt's tokens."
-    )
     try:
         ids, tokens = prompt_tokens(loaded, text)
     except PromptError as error:
@@ -235,12 +233,14 @@ def build_and_apply(loaded: LoadedModel, model_name: str) -> None:
         return
     controls, picture = st.columns([1, 2])
     with controls:
+        # Open on the mask the model itself uses: causal for a decoder, bidirectional for an encoder.
         kind = st.selectbox(
-            "Mask",
-            MASK_TYPES,
-            index=1,
+            "Mask", MASK_TYPES, index=MASK_TYPES.index("Causal" if loaded.kind == "decoder" else "Bidirectional"),
             help="The pattern of allowed query → key pairs to apply in every layer.",
-        )
+        )  # fmt: skip
+        if kind != "Custom cells":
+            allowed = build_mask(kind, ids, tokens)
+    if kind == "Custom cells":  # the cell editor needs the page's full width
         allowed = build_mask(kind, ids, tokens)
     if allowed is None:
         return
@@ -296,13 +296,12 @@ def draw_groups(read: ModelMasks, row: int, key: str, per_row: int = 3) -> None:
             st.caption(f"{layer_text(group.layers)}: {describe(group.allowed[row], query_pad, key_pad)}")
 
 
-def model_masks(loaded: LoadedModel, model_name: str) -> None:
+def model_masks(loaded: LoadedModel, model_name: str, text: str) -> None:
     """The reading view: masks the loaded model applied to a prompt, a padded batch and a chat prompt."""
     st.caption(
         "Read from the run itself: the additive mask transformers handed to each attention call "
         "(0 = allowed, dtype minimum = blocked), grouped by layers that used the same mask."
     )
-    text = st.text_area("Prompt", DEFAULT_PROMPT, height=80, key="real-prompt", help="Traced as it is.")
     second = st.text_input(
         "A second prompt, batched with the first",
         SHORT_PROMPT,
@@ -374,8 +373,12 @@ model = model_picker()
 loaded_model = get_model(model)
 if loaded_model is None:
     st.stop()
+prompt = st.text_area(
+    "Prompt", DEFAULT_PROMPT, height=80, key="prompt",
+    help="Both views use this prompt: masks are built over its tokens, and the model's own masks are read from it.",
+)  # fmt: skip
 view = st.radio("View", VIEWS, horizontal=True, help="Build your own mask, or inspect the model's own masks.")
 if view == VIEWS[0]:
-    build_and_apply(loaded_model, model)
+    build_and_apply(loaded_model, model, prompt)
 else:
-    model_masks(loaded_model, model)
+    model_masks(loaded_model, model, prompt)

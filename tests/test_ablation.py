@@ -8,6 +8,7 @@ import torch
 
 from attnviz.ablation import NoPredictionError, ablate_heads, next_token
 from attnviz.hooks import Site
+from attnviz.prediction import rank_changes
 from attnviz.trace import trace as trace_prompt
 
 PROMPT = "The capital of France is"
@@ -34,6 +35,23 @@ def test_ablating_heads_changes_the_prediction(smollm2) -> None:
     assert one.baseline.tokens == every.baseline.tokens
     assert not np.allclose(one.intervened.probs, one.baseline.probs)
     assert every.intervened.tokens[0] != every.baseline.tokens[0]
+
+
+def test_rank_changes_mark_moves_and_new_tokens(smollm2) -> None:
+    trace = trace_prompt(smollm2, PROMPT)
+    result = ablate_heads(smollm2, trace, {Site("decoder", layer): tuple(range(9)) for layer in range(30)}, k=5)
+    same = rank_changes(result.baseline, result.baseline)
+    assert [c.mark for c in same] == ["="] * 5 and [c.rank for c in same] == [1, 2, 3, 4, 5]
+    changes = rank_changes(result.intervened, result.baseline)
+    before = {int(i): rank + 1 for rank, i in enumerate(result.baseline.ids.tolist())}
+    for change, token_id in zip(changes, result.intervened.ids.tolist(), strict=True):
+        if int(token_id) not in before:
+            assert change.mark == "new" and change.other_probability is None
+        else:
+            moved = before[int(token_id)] - change.rank
+            assert change.mark == ("=" if moved == 0 else f"▲ {moved}" if moved > 0 else f"▼ {-moved}")
+            assert change.other_probability == pytest.approx(float(result.baseline.probs[before[int(token_id)] - 1]))
+    assert any(c.mark != "=" for c in changes)  # switching every head off reorders the top 5
 
 
 def test_encoder_without_lm_head_says_so(minilm) -> None:

@@ -21,7 +21,7 @@ from tests.apptest import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT_PROMPTS = ("</script><img src=x onerror=alert(1)>", "<svg onload=alert(1)> & <b>bold</b>")
-DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.S)
+DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.DOTALL)
 PAGE_TAGS = {"html", "head", "meta", "body", "div", "span", "select", "option", "script"}
 
 
@@ -32,7 +32,7 @@ class TagCollector(HTMLParser):
         super().__init__()
         self.tags: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002 - only the tag matters
+    def handle_starttag(self, tag: str, attrs: list) -> None:
         self.tags.append(tag)
 
 
@@ -119,7 +119,7 @@ def test_encoder_view_from_minilm(minilm: LoadedModel) -> None:
     assert np.abs(sent - traced.attention).max() <= 0.0005 + 1e-9
 
 
-def test_encoder_decoder_view_has_encoder_decoder_and_cross_panels(tiny) -> None:  # noqa: ANN001
+def test_encoder_decoder_view_has_encoder_decoder_and_cross_panels(tiny) -> None:
     traced = trace(tiny("bart"), "A small source sentence here.", target="Une phrase")
     built = bv.build_view(traced, "model", bv.default_selection(traced, "model"))
     panels = {p["name"]: p for p in payload(built.html)["attention"]}
@@ -203,9 +203,25 @@ def test_page_shows_head_view_of_the_default_prompt() -> None:
     at = run_page()
     assert at.title[0].value == "bertviz views"
     params = payload(frame_html(at))
-    assert params["include_layers"] == list(range(30))
+    assert params["include_layers"] == [0]  # one layer, chosen by the page's only layer control
+    assert "id='layer'" not in frame_html(at)  # no second layer dropdown inside the view
     assert "".join(params["attention"][0]["left_text"]).endswith("tired.")
     assert any("Page size" in c.value for c in at.caption)
+    at.selectbox(key="layer_head_smollm2-135m-instruct").set_value(12).run()
+    assert payload(frame_html(at))["include_layers"] == [12]
+
+
+def test_switching_model_resets_the_layer_and_head_choice() -> None:
+    at = run_page()
+    at.radio[0].set_value("model").run()
+    at.multiselect(key="layers_model_smollm2-135m-instruct").set_value([1]).run()
+    at.multiselect(key="heads_model_smollm2-135m-instruct").set_value([2, 8]).run()
+    assert any("1 of 30 layers, 2 of 9 heads" in i.value for i in at.info)
+    at.selectbox(key="model_select").set_value("minilm-l6").run()
+    assert not at.exception
+    params = payload(frame_html(at))
+    assert params["include_layers"] == list(range(6)) and params["include_heads"] == list(range(12))
+    assert not any("of 6 layers" in i.value for i in at.info)  # all of MiniLM's layers and heads, not stale ones
 
 
 def test_page_model_view_and_subset_notice() -> None:
@@ -228,13 +244,13 @@ def test_page_warns_on_empty_prompt_and_empty_selection() -> None:
     at = run_page("   ")
     assert at.warning and "empty" in at.warning[0].value
     at = run_page()
-    at.multiselect(key="layers_head").set_value([]).run()
+    at.multiselect(key="heads_head_smollm2-135m-instruct").set_value([]).run()
     assert not at.exception
-    assert any("at least one layer" in w.value for w in at.warning)
+    assert any("at least one layer and one head" in w.value for w in at.warning)
     assert not at.get("iframe")
 
 
-def test_page_encoder_decoder_model(tiny_model_dir) -> None:  # noqa: ANN001
+def test_page_encoder_decoder_model(tiny_model_dir) -> None:
     at = run_page(model=str(tiny_model_dir("bart")))
     names = [p["name"] for p in payload(frame_html(at))["attention"]]
     assert names == ["Encoder", "Decoder", "Cross"]
@@ -244,7 +260,7 @@ def test_page_encoder_decoder_model(tiny_model_dir) -> None:  # noqa: ANN001
 def test_page_says_when_it_shortens_the_window() -> None:
     at = run_page("The quick brown fox jumps over the lazy dog. " * 8)
     at.radio[0].set_value("model").run()
-    at.multiselect(key="layers_model").set_value(list(range(30))).run()
+    at.multiselect(key="layers_model_smollm2-135m-instruct").set_value(list(range(30))).run()
     slider = at.slider[0]
     slider.set_value((0, slider.max)).run()
     assert not at.exception

@@ -15,14 +15,15 @@ PROMPT = (
     "Mr and Mrs Dursley"
 )
 
-# Pixel position of a (layer, head) point of the grid's scatter trace, from plotly's own axes.
+# Pixel position of a (layer, head) point of the grid's scatter trace, from plotly's own axes (whose
+# domains the square grid constrains, so each axis has its own offset).
 POINT_JS = """([layer, head]) => {
   const plot = document.querySelectorAll('.js-plotly-plot')[0];
   const trace = plot.data[1];
   const i = trace.customdata.findIndex(c => c[0] === layer && c[1] === head);
   const layout = plot._fullLayout, box = plot.getBoundingClientRect();
-  return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
-          box.top + layout._size.t + layout.yaxis.l2p(trace.y[i])];
+  return [box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
+          box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i])];
 }"""
 
 

@@ -118,13 +118,16 @@ def test_ablation_compares_predictions() -> None:
     at = explore(prompt="The capital of France is", view="Ablation")
     baseline = at.dataframe[0].value
     assert baseline["token"].iloc[0].strip() == "Paris"
-    at.multiselect(key="ablate").set_value(
-        [(layer, head) for layer in range(4) for head in range(9)]
-    ).run()
+    at.multiselect(key="ablate").set_value([(layer, head) for layer in range(4) for head in range(9)]).run()
     assert_clean(at)
     ablated = at.dataframe[1].value
     assert not np.allclose(baseline["probability"].to_numpy(), ablated["probability"].to_numpy())
     assert "Without 36 head(s)" in [h.value for h in at.subheader]
+    # What changed is marked: each ablated token's rank move or 'new', each intact token's rank without.
+    assert set(ablated["change"]) != {"="}  # switching 36 heads off changes the top-k
+    assert all(m in ("new", "=") or m[:2] in ("▲ ", "▼ ") for m in ablated["change"])
+    assert ablated["probability intact"].isna().sum() == (ablated["change"] == "new").sum()
+    assert (at.dataframe[0].value["rank without"] == "out of top-k").sum() == (ablated["change"] == "new").sum()
 
 
 def test_encoder_model_has_no_prediction_but_everything_else() -> None:
@@ -156,9 +159,16 @@ def test_long_prompt_stays_small_in_the_browser() -> None:
     assert_clean(at)
     n = int(at.caption[0].value.split(" tokens")[0].split("· ")[-1])
     assert n >= 1024
-    assert at.slider(key="head_window").value == (n - 256, n)
+    assert at.slider(key="head_query_window").value == (n - 64, n)
+    assert at.slider(key="head_key_window").value == (n - 64, n)
     sent = sum(len(chart.proto.spec) for chart in at.get("plotly_chart"))
     assert sent < 8_000_000, sent  # the full tensor would be 30·9·n² floats, over a gigabyte
+    # Any region of keys can be seen token by token: labels and hover name each key's position.
+    at.slider(key="head_key_window").set_value((100, 164)).run()
+    detail, bars = chart_specs(at)[1:3]
+    assert detail["data"][0]["x"][0].startswith("100: ") and len(detail["data"][0]["x"]) == 64
+    assert len(detail["layout"]["xaxis"]["ticktext"]) == 64  # every key of the window labelled
+    assert bars["data"][0]["x"][0] == 100 and len(bars["data"][0]["x"]) == 64
 
 
 def test_user_text_reaches_plotly_escaped() -> None:

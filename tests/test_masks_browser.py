@@ -15,7 +15,12 @@ def test_masks_page_applies_a_strided_mask_and_shows_real_masks(page, app_url: s
     page.goto(f"{app_url}/masks")
     wait_idle(page)
     page.set_viewport_size({"width": 1400, "height": 3400})  # Streamlit scrolls inside; show the whole page
-    assert page.get_by_text("This decoder now sees the future.").is_visible()  # default: bidirectional
+    page.get_by_text("Largest logit change").wait_for(timeout=120_000)  # default: the model's own causal mask
+    assert not page.get_by_text("sees the future").count()
+    page.get_by_label("Mask", exact=True).click()
+    page.get_by_role("option", name="Bidirectional").click()
+    wait_idle(page)
+    assert page.get_by_text("This decoder now sees the future.").is_visible()
     screenshot(page, "masks_future")
     page.get_by_label("Mask", exact=True).click()
     page.get_by_role("option", name="Strided (sparse)").click()

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from attnviz import mask_rules, mask_runs, masks
+from attnviz.figures import visible_text
 from attnviz.loading import LoadedModel
 from tests.apptest import open_page
 
@@ -68,8 +69,8 @@ def test_each_mask_type_is_applied_with_model_numbers(
     assert metric(at, "Loss on the prompt, own mask") == f"{result.original.loss:.3f}"
     assert metric(at, "Loss on the prompt, your mask") == f"{result.masked.loss:.3f}"
     tables = [t.value for t in at.dataframe]
-    assert list(tables[0]["next token"]) == list(result.original.prediction.tokens)
-    assert list(tables[1]["next token"]) == list(result.masked.prediction.tokens)
+    assert list(tables[0]["next token"]) == [visible_text(t) for t in result.original.prediction.tokens]
+    assert list(tables[1]["next token"]) == [visible_text(t) for t in result.masked.prediction.tokens]
     future = [e for e in at.error if "sees the future" in e.value]
     assert bool(future) == (stats.future > 0)
     assert at.get("download_button")
@@ -83,6 +84,23 @@ def test_causal_mask_changes_nothing_and_bidirectional_sees_the_future() -> None
     at = choose_mask(at, "Bidirectional")
     assert float(metric(at, "Largest logit change")) > 1.0
     assert any("sees the future" in e.value for e in at.error)
+
+
+def test_page_opens_on_the_models_own_mask() -> None:
+    at = open_masks()
+    assert next(s for s in at.selectbox if s.label == "Mask").value == "Causal"  # a decoder's own mask
+    assert metric(at, "Largest logit change") == "0.000" and not any("sees the future" in e.value for e in at.error)
+    encoder = open_masks("minilm-l6")
+    assert next(s for s in encoder.selectbox if s.label == "Mask").value == "Bidirectional"
+
+
+def test_both_views_share_one_prompt() -> None:
+    at = open_masks()
+    at.text_area(key="prompt").set_value("One two three").run()
+    at = show_model_masks(at)
+    assert len(at.text_area) == 1 and at.text_area(key="prompt").value == "One two three"
+    ticks = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["xaxis"]["ticktext"]
+    assert ticks == ["One", " two", " three"]
 
 
 def test_block_diagonal_segments_follow_the_separator(n_tokens: int, smollm2: LoadedModel) -> None:
@@ -116,6 +134,7 @@ def test_bad_rule_and_empty_rows_warn_instead_of_failing() -> None:
     next(t for t in at.text_input if t.label == "Rule").set_value("__import__('os').system('x')").run()
     assert not at.exception
     assert any("Not allowed" in w.value for w in at.warning)
+    assert any("\\_\\_import\\_\\_" in w.value for w in at.warning)  # literal, not Markdown bold
     next(t for t in at.text_input if t.label == "Rule").set_value("k > q").run()
     assert not at.exception
     assert any("allow no key" in w.value for w in at.warning)
