@@ -125,7 +125,7 @@ def record(
 
 def forward(
     loaded: LoadedModel,
-    inputs: dict[str, torch.Tensor],
+    inputs: dict[str, object],
     active: Hooks | None = None,
     *,
     last_logits_only: bool = False,
@@ -139,7 +139,7 @@ def forward(
     extra: dict[str, object] = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
     if last_logits_only and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
         extra["logits_to_keep"] = 1
-    inputs = {name: tensor.to(loaded.device) for name, tensor in inputs.items()}
+    inputs = {name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()}
     with loaded.lock, torch.inference_mode(), hooks.active(active):
         return loaded.model(**inputs, **extra)
 
