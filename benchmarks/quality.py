@@ -19,7 +19,15 @@ from attnviz.attribution import METHODS, attribute
 from attnviz.calibration import Case, answered, calibration
 from attnviz.loading import LoadedModel
 
-RAG_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl"
+# The shared demo cases sit next to the checkout (../shared) or, in a worktree, one level higher.
+RAG_CASES = next(
+    (
+        folder / "shared" / "data" / "rag_demo.jsonl"
+        for folder in Path(__file__).resolve().parents[1:4]
+        if (folder / "shared" / "data" / "rag_demo.jsonl").exists()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "rag_demo.jsonl",
+)
 
 
 def case_from_dict(row: dict[str, object]) -> Case:
