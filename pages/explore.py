@@ -17,7 +17,7 @@ from attnviz.stats import STATISTICS
 from attnviz.trace import STACK_LABELS, stack_view, stacks_of
 from ui import cache
 from ui.navigation import start_page
-from ui.widgets import from_url, get_model, int_from_url, model_picker, run_trace
+from ui.widgets import URL_MAX_CHARS, from_url, get_model, int_from_url, model_picker, plain, run_trace
 
 DEFAULT_PROMPT = (
     "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
@@ -64,10 +64,14 @@ if loaded.kind == "encoder-decoder":
         key="target",
         help="What the decoder has produced so far (cross-attention reads the prompt).",
     )
-st.query_params.update({"mode": mode, "prompt": prompt, **({"target": target} if target is not None else {})})
+st.query_params.update({"mode": mode, **({"target": target[:URL_MAX_CHARS]} if target is not None else {})})
+if len(prompt) <= URL_MAX_CHARS:  # a long paste stays out of the URL (and out of links people share)
+    st.query_params["prompt"] = prompt
+else:
+    st.query_params.pop("prompt", None)
 
 prompt_key = cache.Prompt(model_name, prompt, chat=mode == "Chat message", target=target)
-trace = run_trace(prompt_key)
+trace = run_trace(prompt_key, key="prompt")
 if trace is None:
     st.stop()
 
@@ -101,7 +105,7 @@ st.query_params.update({"stack": stack, "layer": str(layer), "head": str(head)})
 layer_index, head_index = layer_options.index(layer), head_options.index(head)
 
 st.caption(
-    f"**{model_name}** · {trace.n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
+    f"**{plain(model_name)}** · {trace.n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
     f"· {STACK_LABELS[stack]}"
 )
 # Sections rather than tabs: Streamlit runs every tab's code, and only the shown section should compute.
