@@ -9,11 +9,12 @@ Limits come from the environment so a teacher can size a shared server.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
@@ -60,17 +61,20 @@ class Prompt:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One shared model and the queue that traces prompts with it."""
+    """One shared model, the queue that traces prompts with it, and ``counter``: the same model with its
+    own tokenizer copy and lock, so counting a prompt's tokens never waits for a running forward pass."""
 
     loaded: LoadedModel
     queue: TraceQueue
+    counter: LoadedModel
 
 
 @st.cache_resource(show_spinner=False, max_entries=int(os.environ.get("ATTNVIZ_MAX_MODELS", "3")))
 def served(name: str) -> ServedModel:
     """The shared model for ``name`` and its trace queue (no st elements inside: cached functions replay them)."""
     loaded = attnviz.load_model(name)
-    return ServedModel(loaded, TraceQueue(loaded))
+    counter = replace(loaded, tokenizer=copy.deepcopy(loaded.tokenizer), lock=threading.RLock())
+    return ServedModel(loaded, TraceQueue(loaded), counter)
 
 
 def load(name: str) -> LoadedModel:

@@ -151,7 +151,7 @@ def run_trace(prompt: cache.Prompt, key: str | None = None) -> Trace | None:
     Bad input (blank, too long, no tokenizer) becomes a warning instead of a traceback.
     """
     try:
-        if not prompt_fits(prompt.text, key) or not tokens_fit(cache.load(prompt.model), prompt, key):
+        if not prompt_fits(prompt.text, key) or not tokens_fit(cache.served(prompt.model).counter, prompt, key):
             return None
         store = cache.trace_store()
         future = store.future(prompt)
