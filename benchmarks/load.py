@@ -28,12 +28,60 @@ import numpy as np
 from benchmarks.browser import CHROMIUM_ARGS, IDLE, chromium_path, streamlit_server
 
 # Words SmolLM2 reads as one token each (checked), so a session's prompt shows its own word as a token.
-ANIMALS = (
-    "cat dog horse lion tiger bear wolf fox deer rabbit mouse eagle shark whale snake frog duck goose sheep "
-    "goat camel zebra monkey turtle spider bee owl crow pig cow hen bat seal crab"
-).split()
-COLOURS = "red blue green yellow orange purple black white brown pink gray gold silver".split()  # one per round
-PROBLEMS = '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]'
+ANIMALS = [
+    "cat",
+    "dog",
+    "horse",
+    "lion",
+    "tiger",
+    "bear",
+    "wolf",
+    "fox",
+    "deer",
+    "rabbit",
+    "mouse",
+    "eagle",
+    "shark",
+    "whale",
+    "snake",
+    "frog",
+    "duck",
+    "goose",
+    "sheep",
+    "goat",
+    "camel",
+    "zebra",
+    "monkey",
+    "turtle",
+    "spider",
+    "bee",
+    "owl",
+    "crow",
+    "pig",
+    "cow",
+    "hen",
+    "bat",
+    "seal",
+    "crab",
+]
+COLOURS = [
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "orange",
+    "purple",
+    "black",
+    "white",
+    "brown",
+    "pink",
+    "gray",
+    "gold",
+    "silver",
+]  # one per round
+PROBLEMS = (
+    '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]'
+)
 
 
 @dataclass
@@ -71,13 +119,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def wait_for_run(page, timeout_ms: int) -> None:  # noqa: ANN001 - playwright Page
+async def wait_for_run(page, timeout_ms: int) -> None:
     """Wait until Streamlit has started and finished a script run."""
     await page.wait_for_timeout(300)
     await page.wait_for_selector(IDLE, timeout=timeout_ms)
 
 
-async def explore_round(page, url: str, session: int, round_: int, first: bool, timeout_ms: int) -> Round:  # noqa: ANN001
+async def explore_round(page, url: str, session: int, round_: int, first: bool, timeout_ms: int) -> Round:
     """Show a new prompt on Explore and check the grid and the session's own tokens are drawn."""
     prompt, animal, colour = prompt_of(session, round_)
     start = time.monotonic()
@@ -100,7 +148,7 @@ async def explore_round(page, url: str, session: int, round_: int, first: bool, 
     return Round(session, "explore", seconds, problem or await page_problem(page))
 
 
-async def sources_round(page, url: str, session: int, round_: int, timeout_ms: int) -> Round:  # noqa: ANN001
+async def sources_round(page, url: str, session: int, round_: int, timeout_ms: int) -> Round:
     """Ask a question of the session's own on Sources and wait for the answer and its attribution."""
     _, animal, _ = prompt_of(session, round_)
     start = time.monotonic()
@@ -114,20 +162,25 @@ async def sources_round(page, url: str, session: int, round_: int, timeout_ms: i
     return Round(session, "sources", time.monotonic() - start, await page_problem(page))
 
 
-async def page_problem(page) -> str:  # noqa: ANN001 - playwright Page
+async def page_problem(page) -> str:
     """Text of any exception, error or warning on the page ('' when clean)."""
     found = await page.locator(PROBLEMS).all_text_contents()
     return "; ".join(t[:200] for t in found)
 
 
-async def run_session(browser, url: str, session: int, deadline: float, sources_every: int, log: SessionLog) -> None:  # noqa: ANN001
+async def run_session(
+    browser, url: str, session: int, deadline: float, sources_every: int, log: SessionLog
+) -> None:
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
     blocked: list[str] = []
 
-    async def route(request_route) -> None:  # noqa: ANN001 - playwright Route
+    async def route(request_route) -> None:
         host = urlparse(request_route.request.url).hostname or ""
-        if request_route.request.url.startswith(("data:", "blob:", "about:")) or host in {"127.0.0.1", "localhost"}:
+        if request_route.request.url.startswith(("data:", "blob:", "about:")) or host in {
+            "127.0.0.1",
+            "localhost",
+        }:
             await request_route.continue_()
         else:
             blocked.append(request_route.request.url)
@@ -145,7 +198,9 @@ async def run_session(browser, url: str, session: int, deadline: float, sources_
                     log.rounds.append(await sources_round(page, url, session, round_, timeout_ms))
                     on_explore = False
                 else:
-                    log.rounds.append(await explore_round(page, url, session, round_, not on_explore, timeout_ms))
+                    log.rounds.append(
+                        await explore_round(page, url, session, round_, not on_explore, timeout_ms)
+                    )
                     on_explore = True
             except Exception as error:  # noqa: BLE001 - a failed round is reported, the session goes on
                 log.rounds.append(Round(session, "error", 0.0, f"{type(error).__name__}: {str(error)[:300]}"))
@@ -171,7 +226,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
-async def warm_up(browser, url: str) -> float:  # noqa: ANN001
+async def warm_up(browser, url: str) -> float:
     """Load the model and calibrate Sources once (not timed as a session: a class starts on a warm server)."""
     start = time.monotonic()
     log = SessionLog()
@@ -223,7 +278,11 @@ async def load_test(sessions: int, seconds: float, sources_every: int) -> dict[s
         "problems": [asdict(r) for r in rounds if r.problem],
         "server_peak_rss_mb": round(peak_kb / 1024, 1),
         "server_rss_after_warm_up_mb": round(memory_after_warm_up / 1024, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+        },
         "limits": {k: v for k, v in os.environ.items() if k.startswith("ATTNVIZ_")},
     }
 
@@ -232,13 +291,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=30, help="concurrent browser sessions")
     parser.add_argument("--seconds", type=float, default=120, help="how long sessions keep sending requests")
-    parser.add_argument("--sources-every", type=int, default=3, help="every n-th round is on Sources (0: never)")
+    parser.add_argument(
+        "--sources-every", type=int, default=3, help="every n-th round is on Sources (0: never)"
+    )
     parser.add_argument("--out", type=Path, default=Path("load.json"), help="JSON report")
     args = parser.parse_args(argv)
     report = asyncio.run(load_test(args.sessions, args.seconds, args.sources_every))
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "problems"}, indent=1))
-    print(f"{len(report['problems'])} problem(s)" + (f", first: {report['problems'][0]}" if report["problems"] else ""))
+    print(
+        f"{len(report['problems'])} problem(s)"
+        + (f", first: {report['problems'][0]}" if report["problems"] else "")
+    )
 
 
 if __name__ == "__main__":

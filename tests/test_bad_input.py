@@ -23,7 +23,9 @@ MARKUP = (
     "<script>alert(1)</script> </script><img src=x onerror=alert(2)> [click](javascript:alert(3)) "
     "![x](http://example.com/a.png)\n\n<b>bold</b> $x^2$ http://example.com/link"
 )
-UNICODE = "Café 😀👩‍👩‍👧 e\u0301 שלום עולם \u200b\u200d\u202e zero\u2066width \x07bell\x1b[31m tab\tNUL\x00end"
+UNICODE = (
+    "Café 😀👩‍👩‍👧 e\u0301 שלום עולם \u200b\u200d\u202e zero\u2066width \x07bell\x1b[31m tab\tNUL\x00end"
+)
 MODEL_PAGES = ("explore", "masks", "sources", "bertviz_views")
 TEXT_ELEMENTS = ("title", "header", "subheader", "caption", "markdown", "error", "warning", "info", "success")
 
@@ -38,7 +40,16 @@ def assert_no_live_markup(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     for body in rendered_markdown(at):
         body = re.sub(r"\\.", "\x01", body)  # a backslash-escaped character is shown literally
-        for live in ("<script", "<img", "<b>", "](http", "](javascript", "javascript:", "$x^2$", "http://example"):
+        for live in (
+            "<script",
+            "<img",
+            "<b>",
+            "](http",
+            "](javascript",
+            "javascript:",
+            "$x^2$",
+            "http://example",
+        ):
             assert live not in body, (live, body)
 
 
@@ -103,7 +114,8 @@ def test_explore_shows_markup_in_prompt_and_tokens_as_text() -> None:
 
 @pytest.mark.parametrize("page", MODEL_PAGES)
 @pytest.mark.parametrize(
-    "model", ["![x](http://example.com/a.png)", "http://example.com/x", "<img src=x onerror=alert(1)>", "a\x00b"]
+    "model",
+    ["![x](http://example.com/a.png)", "http://example.com/x", "<img src=x onerror=alert(1)>", "a\x00b"],
 )
 def test_markup_model_names_are_refused_as_text(page: str, model: str) -> None:
     at = open_page(page, model=model)

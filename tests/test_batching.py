@@ -11,7 +11,11 @@ import attnviz
 from attnviz.batching import Request, TraceQueue
 from attnviz.trace import PromptError
 
-PROMPTS = ["The cat sat on the mat.", "A much longer prompt, about dogs that run in the park every day.", "Hi"]
+PROMPTS = [
+    "The cat sat on the mat.",
+    "A much longer prompt, about dogs that run in the park every day.",
+    "Hi",
+]
 
 
 @pytest.mark.parametrize("family", ["llama", "bert", "t5"])

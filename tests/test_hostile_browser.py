@@ -23,7 +23,7 @@ INJECTED = (
 HOSTILE_MODELS = ("![x](http://example.com/a.png)", "http://example.com/x", "<img src=x onerror=alert(1)>")
 
 
-def assert_inert(page) -> None:  # noqa: ANN001 - playwright Page
+def assert_inert(page) -> None:
     """Nothing the user typed became live markup, ran, or made the browser leave localhost."""
     assert not page.dialogs
     for frame in page.frames:
@@ -32,7 +32,7 @@ def assert_inert(page) -> None:  # noqa: ANN001 - playwright Page
     assert [url for url in page.blocked_requests if "/materialsymbols" not in url] == []
 
 
-def type_into(page, label: str, text: str) -> None:  # noqa: ANN001 - playwright Page
+def type_into(page, label: str, text: str) -> None:
     box = page.get_by_role("textbox", name=label, exact=True).first
     box.wait_for(timeout=180_000)
     box.fill(text)
@@ -40,7 +40,7 @@ def type_into(page, label: str, text: str) -> None:  # noqa: ANN001 - playwright
     wait_idle(page)
 
 
-def test_explore_prompt_box(page, app_url: str) -> None:  # noqa: ANN001
+def test_explore_prompt_box(page, app_url: str) -> None:
     page.goto(f"{app_url}/explore")
     wait_idle(page)
     type_into(page, "Prompt", HOSTILE)
@@ -52,15 +52,19 @@ def test_explore_prompt_box(page, app_url: str) -> None:  # noqa: ANN001
     assert_inert(page)
 
 
-def test_explore_hostile_url_parameters(page, app_url: str) -> None:  # noqa: ANN001
-    query = {"prompt": HOSTILE, "layer": "<script>alert(5)</script>", "view": "![x](http://example.com/c.png)"}
+def test_explore_hostile_url_parameters(page, app_url: str) -> None:
+    query = {
+        "prompt": HOSTILE,
+        "layer": "<script>alert(5)</script>",
+        "view": "![x](http://example.com/c.png)",
+    }
     page.goto(f"{app_url}/explore?{urlencode(query)}")
     wait_idle(page)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     assert_inert(page)
 
 
-def test_masks_prompt_boxes(page, app_url: str) -> None:  # noqa: ANN001
+def test_masks_prompt_boxes(page, app_url: str) -> None:
     page.goto(f"{app_url}/masks")
     wait_idle(page)
     type_into(page, "Prompt", HOSTILE)
@@ -73,7 +77,7 @@ def test_masks_prompt_boxes(page, app_url: str) -> None:  # noqa: ANN001
     assert_inert(page)
 
 
-def test_bertviz_prompt_box(page, app_url: str) -> None:  # noqa: ANN001
+def test_bertviz_prompt_box(page, app_url: str) -> None:
     page.goto(f"{app_url}/bertviz_views")
     wait_idle(page)
     type_into(page, "Prompt", HOSTILE)
@@ -85,7 +89,7 @@ def test_bertviz_prompt_box(page, app_url: str) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("model", HOSTILE_MODELS)
 @pytest.mark.parametrize("name", ["explore", "masks", "sources", "bertviz_views"])
-def test_hostile_model_names(page, app_url: str, name: str, model: str) -> None:  # noqa: ANN001
+def test_hostile_model_names(page, app_url: str, name: str, model: str) -> None:
     page.goto(f"{app_url}/{name}?{urlencode({'model': model})}")
     wait_idle(page)
     page.get_by_text("Unknown model").first.wait_for(timeout=60_000)

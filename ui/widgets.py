@@ -114,11 +114,17 @@ def first_tokens(loaded: LoadedModel, prompt: cache.Prompt, limit: int) -> str:
     """The longest start of ``prompt.text`` whose traced form (chat template included) has at most ``limit`` tokens."""
     text = prompt.text
     with loaded.lock:
-        offsets = loaded.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = loaded.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
     keep = limit
     while keep > 0:
         cut = text[: offsets[min(keep, len(offsets)) - 1][1]]
-        n = len(encode(loaded, messages=[{"role": "user", "content": cut}]) if prompt.chat else encode(loaded, cut))
+        n = len(
+            encode(loaded, messages=[{"role": "user", "content": cut}])
+            if prompt.chat
+            else encode(loaded, cut)
+        )
         if n <= limit:
             return cut
         keep -= n - limit
@@ -135,7 +141,9 @@ def tokens_fit(loaded: LoadedModel, prompt: cache.Prompt, key: str | None = None
     ids = encode(loaded, messages=prompt.messages) if prompt.chat else encode(loaded, prompt.text)
     if len(ids) <= cache.MAX_TOKENS:
         return True
-    warning(f"The prompt has {len(ids):,} tokens; this server traces at most {cache.MAX_TOKENS:,} tokens per prompt.")
+    warning(
+        f"The prompt has {len(ids):,} tokens; this server traces at most {cache.MAX_TOKENS:,} tokens per prompt."
+    )
     if key is not None and getattr(loaded.tokenizer, "is_fast", False):
         st.button(
             f"Trace the first {cache.MAX_TOKENS:,} tokens", key=f"{key}_cut_tokens",
@@ -151,7 +159,9 @@ def run_trace(prompt: cache.Prompt, key: str | None = None) -> Trace | None:
     Bad input (blank, too long, no tokenizer) becomes a warning instead of a traceback.
     """
     try:
-        if not prompt_fits(prompt.text, key) or not tokens_fit(cache.served(prompt.model).counter, prompt, key):
+        if not prompt_fits(prompt.text, key) or not tokens_fit(
+            cache.served(prompt.model).counter, prompt, key
+        ):
             return None
         store = cache.trace_store()
         future = store.future(prompt)
@@ -181,7 +191,9 @@ def run_attribution(
 ) -> Attribution | None:
     """Attribution with a spinner; bad input becomes a warning instead of a traceback."""
     try:
-        with st.spinner("Answering and attributing (the first run of a model also finds its retrieval heads)…"):
+        with st.spinner(
+            "Answering and attributing (the first run of a model also finds its retrieval heads)…"
+        ):
             return cache.attribution(model, question, tuple(passages), methods, max_new_tokens)
     except PromptError as problem:
         warning(str(problem))
