@@ -191,6 +191,8 @@ async def run_session(
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     round_, on_explore = 0, False
     timeout_ms = int(max(deadline - time.monotonic(), 0) * 1000) + 300_000
+    context.set_default_timeout(timeout_ms)  # a busy machine loads the front end slowly: wait, don't fail
+    context.set_default_navigation_timeout(timeout_ms)
     try:
         while time.monotonic() < deadline:
             try:
@@ -232,6 +234,8 @@ async def warm_up(browser, url: str) -> float:
     log = SessionLog()
     await run_session(browser, url, len(ANIMALS) - 1, time.monotonic() + 1, 2, log)
     context = await browser.new_context()
+    context.set_default_timeout(900_000)
+    context.set_default_navigation_timeout(900_000)
     page = await context.new_page()
     log.rounds.append(await sources_round(page, url, 0, 0, 900_000))
     await context.close()
