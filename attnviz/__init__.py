@@ -9,9 +9,9 @@ from attnviz import offline as _offline
 
 _offline.configure()
 
+from attnviz.attribution import attribute  # noqa: E402  (after trace: it builds on it)
 from attnviz.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model  # noqa: E402
 from attnviz.trace import Trace, trace, trace_batch  # noqa: E402
-from attnviz.attribution import attribute  # noqa: E402  (after trace: it builds on it)
 
 __all__ = [
     "LoadedModel",

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from attnviz.hooks import Site
 from attnviz.loading import LoadedModel
 from attnviz.prediction import Prediction, top_next_tokens
-from attnviz.trace import trace_inputs, Trace, record
+from attnviz.trace import Trace, record, trace_inputs
 
 
 class NoPredictionError(ValueError):

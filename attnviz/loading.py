@@ -35,6 +35,7 @@ Kind = Literal["decoder", "encoder", "encoder-decoder"]
 Progress = Callable[[str], None]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+MAX_NAME_CHARS = 300
 
 
 class ModelLoadError(RuntimeError):
@@ -270,6 +271,31 @@ def _info(name: str, model: transformers.PreTrainedModel, tokenizer: object, kin
     )
 
 
+def max_model_bytes() -> float:
+    """Largest float32 model this process loads (``ATTNVIZ_MAX_MODEL_GB``, default 8 GB; 0 = no limit)."""
+    return float(os.environ.get("ATTNVIZ_MAX_MODEL_GB", "8")) * 1e9
+
+
+def parameter_bytes(config: transformers.PretrainedConfig, kind: Kind) -> int:
+    """Bytes the model's parameters take in float32, counted on the meta device (no memory, no weights read)."""
+    with torch.device("meta"):
+        skeleton = _model_class(kind).from_config(config)
+    return 4 * sum(p.numel() for p in skeleton.parameters())
+
+
+def check_size(config: transformers.PretrainedConfig, kind: Kind, name: str) -> None:
+    """Refuse a model whose float32 parameters exceed :func:`max_model_bytes`, before loading any weight."""
+    limit = max_model_bytes()
+    if limit <= 0:
+        return
+    size = parameter_bytes(config, kind)
+    if size > limit:
+        raise ModelLoadError(
+            f"'{name}' needs about {size / 1e9:.1f} GB for its parameters in float32; this server loads models "
+            f"up to {limit / 1e9:.1f} GB (ATTNVIZ_MAX_MODEL_GB). Choose a smaller model."
+        )
+
+
 def _load_tokenizer(source: str) -> transformers.PreTrainedTokenizerBase | None:
     """The model's tokenizer, or None for models without one (e.g. ViT takes pixels)."""
     try:
@@ -296,6 +322,7 @@ def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | N
             f"'{name}' declares custom model code (auto_map); attnviz never enables trust_remote_code."
         )
     kind = _kind_of(config)
+    check_size(config, kind, name)
     try:
         model = _model_class(kind).from_pretrained(
             source, trust_remote_code=False, use_safetensors=True, dtype=place.dtype,
@@ -322,6 +349,11 @@ def load_model(name_or_path: str, progress: Progress | None = None, device: str 
     """
     report = progress or (lambda message: None)
     name_or_path = name_or_path.strip()
+    if len(name_or_path) > MAX_NAME_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in name_or_path):
+        raise ModelLoadError(
+            f"Unknown model: a model name is a built-in name ({', '.join(BUILTINS)}), a folder or a hub id, "
+            f"at most {MAX_NAME_CHARS} characters without control characters."
+        )
     try:
         place = devices.placement(device)
     except devices.DeviceError as error:

@@ -19,7 +19,6 @@ from attnviz.prediction import Prediction, top_next_tokens
 from attnviz.tokens import display_tokens
 from attnviz.trace import Messages, PromptError, batch_inputs, encode, forward, record
 
-
 # --- masks the model really used --------------------------------------------------------------
 
 

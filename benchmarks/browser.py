@@ -38,15 +38,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(timeout: float = 90.0) -> Iterator[str]:
-    """Run ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL."""
+def streamlit_server(timeout: float = 90.0, started: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """Run ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL (its process goes to ``started``)."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The log goes to a file: an unread pipe fills up under load and then blocks the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if started is not None:
+        started.append(process)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -56,7 +60,8 @@ def streamlit_server(timeout: float = 90.0) -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")
                     raise RuntimeError(f"streamlit did not start:\n{output}") from None
                 time.sleep(0.3)
         yield url
@@ -66,6 +71,7 @@ def streamlit_server(timeout: float = 90.0) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
 def chromium_path() -> str:

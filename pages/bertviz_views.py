@@ -33,7 +33,7 @@ if loaded is None:
     st.stop()
 
 text = st.text_area(
-    "Prompt", DEFAULT_PROMPT, help="Text to run through the model; tokens are shown as plain text."
+    "Prompt", DEFAULT_PROMPT, key="bertviz_prompt", help="Text to run through the model; tokens are shown as plain text."
 )
 target = None
 if loaded.kind == "encoder-decoder":
@@ -41,7 +41,7 @@ if loaded.kind == "encoder-decoder":
         "Decoder text", DEFAULT_TARGET,
         help="Text the decoder reads; the view shows encoder, decoder and cross attention.",
     )
-trace = run_trace(Prompt(name, text, target=target))
+trace = run_trace(Prompt(name, text, target=target), key="bertviz_prompt")
 if trace is None:
     st.stop()
 

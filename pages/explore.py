@@ -17,7 +17,18 @@ from attnviz.stats import STATISTICS
 from attnviz.trace import STACK_LABELS, PromptError, stack_view, stacks_of
 from ui import cache
 from ui.navigation import start_page
-from ui.widgets import from_url, get_model, int_from_url, model_picker, run_trace, warning
+from ui.widgets import (
+    URL_MAX_CHARS,
+    from_url,
+    get_model,
+    int_from_url,
+    model_picker,
+    plain,
+    prompt_fits,
+    run_trace,
+    tokens_fit,
+    warning,
+)
 
 DEFAULT_PROMPT = (
     "Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
@@ -26,7 +37,6 @@ DEFAULT_PROMPT = (
 WINDOW = 256  # tokens of the detail heatmap shown at full resolution
 DETAIL = 64  # tokens the query and key windows of a long prompt start with: few enough to label each
 SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
-URL_PROMPT_CHARS = 2000  # longer prompts stay out of the URL (share them as text instead)
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
 
 
@@ -82,16 +92,20 @@ if loaded.kind == "encoder-decoder":
         key="target",
         help="What the decoder has produced so far (cross-attention reads the prompt).",
     )
-st.query_params.update({"mode": mode, **({"target": target} if target is not None else {})})
-if len(prompt) <= URL_PROMPT_CHARS:
+st.query_params.update({"mode": mode, **({"target": target[:URL_MAX_CHARS]} if target is not None else {})})
+if len(prompt) <= URL_MAX_CHARS:  # a long paste stays out of the URL (and out of links people share)
     st.query_params["prompt"] = prompt
 else:
     st.query_params.pop("prompt", None)
 
 prompt_key = cache.Prompt(model_name, prompt, chat=mode == "Chat message", target=target)
+if not prompt_fits(prompt, key="prompt"):
+    st.stop()
 try:
     long_prompt = cache.is_long(prompt_key)
     if long_prompt:
+        if not tokens_fit(cache.served(model_name).counter, prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
+            st.stop()
         with st.spinner("Summarising every head, layer by layer (a long prompt: minutes on a CPU)…"):
             summary = cache.summary(prompt_key)
 except PromptError as problem:
@@ -102,7 +116,7 @@ if long_prompt:
     stacks, n_tokens = [summary.stack], summary.n_tokens
     layer_options, head_options = list(summary.layers), list(summary.heads)
 else:
-    trace = run_trace(prompt_key)
+    trace = run_trace(prompt_key, key="prompt")
     if trace is None:
         st.stop()
     stacks, n_tokens = list(stacks_of(trace)), trace.n_tokens
@@ -142,7 +156,7 @@ else:
 last = len(view.query_tokens) - 1
 
 st.caption(
-    f"**{model_name}** · {n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
+    f"**{plain(model_name)}** · {n_tokens} tokens · {len(layer_options)} layers × {len(head_options)} heads "
     f"· {STACK_LABELS[stack]}"
 )
 # Sections rather than tabs: Streamlit runs every tab's code, and only the shown section should compute.

@@ -17,7 +17,7 @@ from attnviz.masks import MaskStats
 from attnviz.trace import STACK_LABELS, PromptError
 from ui import cache
 from ui.navigation import start_page
-from ui.widgets import get_model, model_picker, warning
+from ui.widgets import get_model, model_picker, prompt_fits, tokens_fit, warning
 
 DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is"
 SHORT_PROMPT = "Hello there!"
@@ -226,6 +226,8 @@ def build_and_apply(loaded: LoadedModel, model_name: str, text: str) -> None:
             icon="ℹ️",
         )
         return
+    if not prompt_fits(text):
+        return
     try:
         ids, tokens = prompt_tokens(loaded, text)
     except PromptError as error:
@@ -312,13 +314,13 @@ def model_masks(loaded: LoadedModel, model_name: str, text: str) -> None:
         target = st.text_input(
             "Decoder text", DEFAULT_TARGET, help="The decoder side's tokens (queries of cross-attention)."
         )
+    prompts = (cache.Prompt(model_name, text, target=target), cache.Prompt(model_name, second, target=target))
     try:
+        if not all(prompt_fits(p.text) and tokens_fit(cache.served(model_name).counter, p) for p in prompts):
+            return
         with st.spinner("Running the model…"):
-            single = cache.model_masks(model_name, (cache.Prompt(model_name, text, target=target),))
-            batch = cache.model_masks(
-                model_name,
-                (cache.Prompt(model_name, text, target=target), cache.Prompt(model_name, second, target=target)),
-            )
+            single = cache.model_masks(model_name, prompts[:1])
+            batch = cache.model_masks(model_name, prompts)
     except PromptError as error:
         warning(str(error))
         return

@@ -60,9 +60,9 @@ def test_grid_renders_and_a_click_opens_the_head(page, app_url: str) -> None:
 
 
 def test_a_1024_token_prompt_draws_the_grid_and_a_window(page, app_url: str) -> None:
-    words = " ".join(f"w{i % 97}" for i in range(356))  # 1,028 SmolLM2 tokens
+    words = " ".join(f"w{i % 97}" for i in range(354))  # 1,022 SmolLM2 tokens (the default limit is 1,024)
     open_explore(page, app_url, prompt=words, layer="18", head="6")
-    assert page.get_by_text("1028 tokens").first.is_visible()
+    assert page.get_by_text("1022 tokens").first.is_visible()
     assert page.get_by_text("Query window").first.is_visible()
     assert page.get_by_text("block-averaged").first.is_visible()  # the wide view is downsampled
     page.set_viewport_size({"width": 1400, "height": 2300})

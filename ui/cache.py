@@ -1,13 +1,20 @@
 """Streamlit caching of models and results: the one place cache keys are built.
 
-``st.cache_resource`` keeps one LoadedModel per name for all sessions (its lock serialises
-use) and one Trace per :class:`Prompt`; ``st.cache_data`` keeps the small results derived
-from a trace, so moving a slider never re-runs the model.
+``st.cache_resource`` keeps one LoadedModel per name for all sessions, with one
+:class:`attnviz.batching.TraceQueue` that batches the traces sessions ask for at the same
+time. Traces live in a store bounded in bytes (:class:`TraceStore`); ``st.cache_data``
+keeps the small results derived from a trace, so moving a slider never re-runs the model.
+Limits come from the environment so a teacher can size a shared server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
@@ -16,6 +23,7 @@ import torch
 import attnviz
 from attnviz.ablation import AblationResult, ablate_heads
 from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
+from attnviz.batching import Request, TraceQueue
 from attnviz.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.loading import LoadedModel
@@ -26,9 +34,15 @@ from attnviz.trace import Messages, Trace, encode, stack_view, trace
 from attnviz.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
-# Beyond this many tokens the head grid and statistics come from a Summary and only the
-# chosen head is recorded in full (all layers' maps would be 1.1 GB at 1,024 SmolLM2 tokens).
-LONG_PROMPT = 1024
+
+# Prompts up to MAX_TOKENS are traced in full (1,024 SmolLM2 tokens: 0.6 GB of float16 maps).
+# Longer ones, up to MAX_LONG_TOKENS (and the model's context), are summarised during the
+# forward pass: the grid and statistics come from a Summary and only the chosen head is
+# recorded in full. A teacher lowers ATTNVIZ_MAX_LONG_TOKENS on a shared server.
+MAX_TOKENS = int(os.environ.get("ATTNVIZ_MAX_TOKENS", "1024"))
+MAX_LONG_TOKENS = max(MAX_TOKENS, int(os.environ.get("ATTNVIZ_MAX_LONG_TOKENS", "8192")))
+MAX_CHARS = int(os.environ.get("ATTNVIZ_MAX_CHARS", str(8 * MAX_LONG_TOKENS)))  # checked before tokenizing
+TRACE_CACHE_BYTES = int(float(os.environ.get("ATTNVIZ_TRACE_CACHE_MB", "2048")) * 1e6)
 
 
 @dataclass(frozen=True)
@@ -44,44 +58,120 @@ class Prompt:
     def messages(self) -> Messages | None:
         return [{"role": "user", "content": self.text}] if self.chat else None
 
+    def request(self) -> Request:
+        """What the model's trace queue needs to trace this prompt."""
+        if self.chat:
+            return Request(None, ((("role", "user"), ("content", self.text)),), self.target, MAX_TOKENS, True)
+        return Request(self.text, None, self.target, MAX_TOKENS, True)
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One shared model, the queue that traces prompts with it, and ``counter``: the same model with its
+    own tokenizer copy and lock, so counting a prompt's tokens never waits for a running forward pass."""
+
+    loaded: LoadedModel
+    queue: TraceQueue
+    counter: LoadedModel
+
+
+@st.cache_resource(show_spinner=False, max_entries=int(os.environ.get("ATTNVIZ_MAX_MODELS", "3")))
+def served(name: str) -> ServedModel:
+    """The shared model for ``name`` and its trace queue (no st elements inside: cached functions replay them)."""
+    loaded = attnviz.load_model(name)
+    counter = replace(loaded, tokenizer=copy.deepcopy(loaded.tokenizer), lock=threading.RLock())
+    return ServedModel(loaded, TraceQueue(loaded), counter)
+
+
 def load(name: str) -> LoadedModel:
-    """The shared model for ``name`` (no st elements inside: cached functions replay them)."""
-    return attnviz.load_model(name)
+    """The shared model for ``name`` (loaded once for every session)."""
+    return served(name).loaded
 
 
-@st.cache_resource(show_spinner=False, max_entries=3, ttl=3600)
-def prompt_trace(prompt: Prompt) -> Trace:
-    """Trace once per prompt, keeping the weights in float16.
+def _nbytes(traced: Trace) -> int:
+    arrays = (traced.attention, traced.decoder_attention, traced.cross_attention)
+    return sum(a.nbytes for a in arrays if a is not None)
 
-    float16 holds a weight in [0, 1] to 3 significant digits, which is all any view shows
-    (colours, hover ``.3g``, bertviz's 3 decimals; statistics and aggregates compute in
-    float32), and halves the memory and the copying. A resource cache, not a data cache:
-    a 1,024-token SmolLM2 trace is 0.6 GB, which ``st.cache_data`` would pickle and copy
-    on every rerun. The arrays are made read-only so the one shared Trace cannot be changed.
+
+class TraceStore:
+    """Traces shared by all sessions, least recently used evicted past a byte budget.
+
+    A ``st.cache_resource`` with ``max_entries`` counts traces, not bytes: three 1,024-token
+    traces are 3 GB while a class's 20-token traces are 0.4 MB each. Requests for a prompt
+    already being traced share its future, so a prompt is never traced twice at once.
     """
-    result = trace(
-        load(prompt.model),
-        None if prompt.chat else prompt.text,
-        messages=prompt.messages,
-        target=prompt.target,
-        float16=True,
-    )
-    for array in (result.attention, result.decoder_attention, result.cross_attention):
-        if array is not None:
-            array.flags.writeable = False
-    return result
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._done: OrderedDict[Prompt, Trace] = OrderedDict()
+        self._pending: dict[Prompt, Future[Trace]] = {}
+        self._lock = threading.Lock()
+
+    def future(self, prompt: Prompt) -> Future[Trace]:
+        """The trace of ``prompt``: finished, in flight, or newly queued on its model."""
+        with self._lock:
+            if prompt in self._done:
+                self._done.move_to_end(prompt)
+                ready: Future[Trace] = Future()
+                ready.set_result(self._done[prompt])
+                return ready
+            if prompt in self._pending:
+                return self._pending[prompt]
+        queue = served(prompt.model).queue  # may load the model: outside the lock
+        with self._lock:
+            if prompt in self._pending:
+                return self._pending[prompt]
+            future = self._pending[prompt] = queue.submit(prompt.request())
+        future.add_done_callback(lambda done: self._finish(prompt, done))
+        return future
+
+    def queue_position(self, prompt: Prompt, future: Future[Trace]) -> int:
+        """How many requests the model traces before ``future``."""
+        return served(prompt.model).queue.ahead_of(future)
+
+    def _finish(self, prompt: Prompt, future: Future[Trace]) -> None:
+        with self._lock:
+            self._pending.pop(prompt, None)
+            if future.cancelled() or future.exception() is not None:
+                return
+            result = future.result()
+            for array in (result.attention, result.decoder_attention, result.cross_attention):
+                if array is not None:
+                    array.flags.writeable = False  # one shared Trace: no page may change it
+            self._done[prompt] = result
+            total = sum(_nbytes(t) for t in self._done.values())
+            while total > self.budget and len(self._done) > 1:
+                _, evicted = self._done.popitem(last=False)
+                total -= _nbytes(evicted)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+@st.cache_resource(show_spinner=False)
+def trace_store() -> TraceStore:
+    """The one trace store of this server."""
+    return TraceStore(TRACE_CACHE_BYTES)
+
+
+def prompt_trace(prompt: Prompt) -> Trace:
+    """The trace of ``prompt``, waiting for it if it is queued (see ``ui.widgets.run_trace`` for feedback).
+
+    Weights are kept in float16: 3 significant digits, all any view shows (colours, hover
+    ``.3g``; statistics and aggregates compute in float32), at half the memory and copying.
+    """
+    return trace_store().future(prompt).result()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def token_count(prompt: Prompt) -> int:
-    """How many tokens the prompt has (decides between a full trace and a summary)."""
-    return len(encode(load(prompt.model), None if prompt.chat else prompt.text, prompt.messages))
+    """How many tokens the prompt has, counted with the model's spare tokenizer (never waits for a forward pass)."""
+    return len(encode(served(prompt.model).counter, None if prompt.chat else prompt.text, prompt.messages))
 
 
 def is_long(prompt: Prompt) -> bool:
-    return token_count(prompt) > LONG_PROMPT
+    """Whether the prompt is summarised rather than traced in full."""
+    return token_count(prompt) > MAX_TOKENS
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

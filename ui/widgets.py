@@ -11,10 +11,12 @@ import re
 import streamlit as st
 
 from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
-from attnviz.trace import PromptError, Trace
+from attnviz.trace import PromptError, Trace, encode
 from ui import cache
 
 CUSTOM = "Other (folder or Hugging Face id)…"
+MODEL_MAX_CHARS = 300
+URL_MAX_CHARS = 2_000  # longer prompts stay out of the URL (links must stay shareable)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
@@ -58,8 +60,9 @@ def model_picker(key: str = "model", default: str = DEFAULT_MODEL) -> str:
     if choice == CUSTOM:
         choice = st.sidebar.text_input(
             "Folder or Hugging Face id",
-            value="" if current in BUILTINS else current,
+            value="" if current in BUILTINS else current[:MODEL_MAX_CHARS],
             key=f"{key}_custom",
+            max_chars=MODEL_MAX_CHARS,
             help="A local folder with safetensors weights, or a hub id (needs ATTNVIZ_ONLINE=1).",
         ).strip()
         if not choice:
@@ -83,11 +86,104 @@ def int_from_url(key: str, options: list[int]) -> None:
         st.session_state[key] = int(raw) if raw.lstrip("-").isdigit() and int(raw) in options else options[0]
 
 
-def run_trace(prompt: cache.Prompt) -> Trace | None:
-    """Trace with a spinner; prompt errors become warnings instead of tracebacks."""
+def prompt_fits(text: str, key: str | None = None) -> bool:
+    """Whether ``text`` may be tokenized: not blank and at most ``cache.MAX_CHARS`` characters.
+
+    Checked before any tokenizer runs, so a 100,000-character paste costs nothing; with the
+    text widget's ``key``, a button offers to keep the prompt's first characters instead.
+    """
+    if not text.strip():
+        warning("The prompt is empty: type something to trace.")
+        return False
+    if len(text) <= cache.MAX_CHARS:
+        return True
+    warning(
+        f"The prompt has {len(text):,} characters; this server reads at most {cache.MAX_CHARS:,} characters "
+        "per prompt."
+    )
+    if key is not None:
+        st.button(
+            f"Keep the first {cache.MAX_CHARS:,} characters", on_click=_replace, args=(key, text[: cache.MAX_CHARS]),
+            key=f"{key}_cut_chars", help="Shorten the prompt in the text box; you can edit it further.",
+        )  # fmt: skip
+    return False
+
+
+def _replace(key: str, text: str) -> None:
+    st.session_state[key] = text
+
+
+def first_tokens(loaded: LoadedModel, prompt: cache.Prompt, limit: int) -> str:
+    """The longest start of ``prompt.text`` whose traced form (chat template included) has at most ``limit`` tokens."""
+    text = prompt.text
+    with loaded.lock:
+        offsets = loaded.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+    keep = limit
+    while keep > 0:
+        cut = text[: offsets[min(keep, len(offsets)) - 1][1]]
+        n = len(
+            encode(loaded, messages=[{"role": "user", "content": cut}])
+            if prompt.chat
+            else encode(loaded, cut)
+        )
+        if n <= limit:
+            return cut
+        keep -= n - limit
+    return ""
+
+
+def tokens_fit(
+    loaded: LoadedModel, prompt: cache.Prompt, key: str | None = None, limit: int = cache.MAX_TOKENS
+) -> bool:
+    """Whether the prompt has at most ``limit`` tokens (counted before any model work).
+
+    With the text widget's ``key``, a button offers to trace the prompt's first tokens instead.
+    """
+    if loaded.tokenizer is None:
+        return True  # trace() says why it cannot run
+    ids = encode(loaded, messages=prompt.messages) if prompt.chat else encode(loaded, prompt.text)
+    if len(ids) <= limit:
+        return True
+    warning(f"The prompt has {len(ids):,} tokens; this server traces at most {limit:,} tokens per prompt.")
+    if key is not None and getattr(loaded.tokenizer, "is_fast", False):
+        st.button(
+            f"Trace the first {limit:,} tokens", key=f"{key}_cut_tokens",
+            on_click=_replace, args=(key, first_tokens(loaded, prompt, limit)),
+            help="Shorten the prompt in the text box to the part that fits, then trace it.",
+        )  # fmt: skip
+    return False
+
+
+def run_trace(prompt: cache.Prompt, key: str | None = None) -> Trace | None:
+    """Trace ``prompt`` (its text widget's ``key`` enables truncation offers), showing the queue while it waits.
+
+    Bad input (blank, too long, no tokenizer) becomes a warning instead of a traceback.
+    """
     try:
-        with st.spinner("Running the model…"):
-            return cache.prompt_trace(prompt)
+        if not prompt_fits(prompt.text, key) or not tokens_fit(
+            cache.served(prompt.model).counter, prompt, key
+        ):
+            return None
+        store = cache.trace_store()
+        future = store.future(prompt)
+        if not future.done():
+            with st.spinner("Running the model…"):
+                status = st.empty()
+                while True:
+                    try:
+                        future.result(timeout=0.3)
+                        break
+                    except TimeoutError:
+                        ahead = store.queue_position(prompt, future)
+                        status.caption(
+                            f"Queued: {ahead} request(s) ahead of yours on this shared model."
+                            if ahead
+                            else "Tracing your prompt (together with others sent at the same moment)…"
+                        )
+                status.empty()
+        return future.result()
     except PromptError as problem:
         warning(str(problem))
         return None

@@ -1,0 +1,74 @@
+"""The shared server's trace queue: batched traces equal single ones, errors stay with their request."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import attnviz
+from attnviz.batching import Request, TraceQueue
+from attnviz.trace import PromptError
+
+PROMPTS = [
+    "The cat sat on the mat.",
+    "A much longer prompt, about dogs that run in the park every day.",
+    "Hi",
+]
+
+
+@pytest.mark.parametrize("family", ["llama", "bert", "t5"])
+def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> None:
+    """Requests that wait together share one padded forward pass; each gets exactly its unbatched trace."""
+    loaded = tiny(family)
+    target = "une phrase" if family == "t5" else None
+    queue = TraceQueue(loaded)
+    with loaded.lock:  # hold the model so every request waits and they are batched together
+        futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
+        assert [queue.ahead_of(f) for f in futures] == [0, 1, 2]
+    for prompt, future in zip(PROMPTS, futures, strict=True):
+        alone = attnviz.trace(loaded, prompt, target=target)
+        got = future.result(timeout=120)
+        assert got.tokens == alone.tokens
+        np.testing.assert_allclose(got.attention, alone.attention, atol=1e-5)
+        if family == "t5":
+            np.testing.assert_allclose(got.cross_attention, alone.cross_attention, atol=1e-5)
+
+
+def test_a_bad_request_fails_alone(tiny) -> None:
+    """An empty or too long prompt in a batch gets its own error; the others still get their traces."""
+    loaded = tiny("llama")
+    queue = TraceQueue(loaded)
+    with loaded.lock:
+        good = queue.submit(Request("a good prompt"))
+        empty = queue.submit(Request("   "))
+        long = queue.submit(Request("word " * 50, max_tokens=8))
+        blank_chat = queue.submit(Request(None, ((("role", "user"), ("content", " \n")),)))
+    assert good.result(timeout=120).n_tokens > 0
+    with pytest.raises(PromptError, match="empty"):
+        empty.result(timeout=120)
+    with pytest.raises(PromptError, match="at most 8"):
+        long.result(timeout=120)
+    with pytest.raises(PromptError, match="chat"):
+        blank_chat.result(timeout=120)
+
+
+def test_many_threads_each_get_their_prompt(smollm2) -> None:
+    """Twelve threads tracing different prompts at once on the real built-in model (GQA, right padding)."""
+    queue = TraceQueue(smollm2)
+    prompts = [f"Student {i} asks about number {i * 7}." for i in range(12)]
+    results: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        results[i] = queue.submit(Request(prompts[i])).result(timeout=300)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, prompt in enumerate(prompts):
+        assert results[i].input_ids.tolist() == smollm2.tokenizer(prompt)["input_ids"]
+    alone = attnviz.trace(smollm2, prompts[5])
+    np.testing.assert_allclose(results[5].attention, alone.attention, atol=1e-5)
