@@ -129,7 +129,7 @@ def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -
     if problems:
         raise problems[0]
     sites = sorted(found, key=lambda s: s.layer)
-    return ValueNorms(stack, tuple(s.layer for s in sites), torch.stack([found[s] for s in sites]).numpy())
+    return ValueNorms(stack, tuple(s.layer for s in sites), torch.stack([found[s] for s in sites]).cpu().numpy())
 
 
 def norm_weighted(attention: np.ndarray, norms: np.ndarray) -> np.ndarray:

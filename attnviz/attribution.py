@@ -113,7 +113,7 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
             do_sample=False,
             pad_token_id=pad,
         )
-    answer = output[0, len(prompt_ids) :].numpy()
+    answer = output[0, len(prompt_ids) :].cpu().numpy()
     stops = set(np.atleast_1d(eos).tolist()) if eos is not None else set()
     stops |= set(loaded.tokenizer.all_special_ids)
     end = next((i for i, token in enumerate(answer) if int(token) in stops), len(answer))

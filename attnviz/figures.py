@@ -23,7 +23,7 @@ MAX_CELLS = 256
 TEXT_COLOUR = "#1f2430"  # near-black: readable on a projector, unlike plotly's light grey ticks
 FONT = {"size": 14, "color": TEXT_COLOUR}
 TICK_FONT = {"size": 13, "color": TEXT_COLOUR}
-LABEL_ROOM = 40  # most token labels an axis of a full-width figure shows before labelling every k-th
+LABEL_ROOM = 64  # most token labels an axis of a full-width figure shows before labelling every k-th
 LABEL_PX = 17
 GRID_WIDTH, GRID_MAX_HEIGHT = 800, 440  # vertical pixels one query label needs
 

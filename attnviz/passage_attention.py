@@ -55,7 +55,7 @@ def _answer_logprobs(logits: torch.Tensor, answer_ids: np.ndarray) -> np.ndarray
     """Log-probability [answer_tokens] of each answer token given everything before it (logits end at the answer)."""
     predicting = logits[0, -(len(answer_ids) + 1) : -1].float()
     logprobs = torch.log_softmax(predicting, dim=-1)
-    return logprobs[torch.arange(len(answer_ids)), torch.as_tensor(answer_ids)].numpy()
+    return logprobs[torch.arange(len(answer_ids)), torch.as_tensor(answer_ids)].cpu().numpy()
 
 
 def answer_logprobs(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
@@ -102,10 +102,10 @@ def passage_attention(
     outputs = forward(loaded, _sequence(loaded, prompt.ids, answer_ids), Hooks(record=reduce))
     layers = sorted(mass)
     attention = PassageAttention(
-        mass=torch.stack([mass[layer] for layer in layers]).numpy(),
-        value_mass=torch.stack([value_mass[layer] for layer in layers]).numpy(),
-        sink=torch.stack([sink[layer] for layer in layers]).numpy(),
-        tokens=(token_sum / len(heads)).numpy() if heads else None,
+        mass=torch.stack([mass[layer] for layer in layers]).cpu().numpy(),
+        value_mass=torch.stack([value_mass[layer] for layer in layers]).cpu().numpy(),
+        sink=torch.stack([sink[layer] for layer in layers]).cpu().numpy(),
+        tokens=(token_sum / len(heads)).cpu().numpy() if heads else None,
     )
     return attention, _answer_logprobs(outputs.logits, answer_ids)
 

@@ -24,10 +24,10 @@ def top_next_tokens(loaded: LoadedModel, last_logits: torch.Tensor, k: int) -> P
     """The ``k`` most probable next tokens from one position's logits [vocab]."""
     probs = torch.softmax(last_logits.float(), dim=-1)
     top = torch.topk(probs, k=min(k, probs.shape[-1]))
-    ids = top.indices.numpy()
+    ids = top.indices.cpu().numpy()
     with loaded.lock:
         tokens = display_each(loaded.tokenizer, ids.tolist())
-    return Prediction(ids=ids, tokens=tokens, probs=top.values.numpy())
+    return Prediction(ids=ids, tokens=tokens, probs=top.values.cpu().numpy())
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def record(
         slots = sorted(filled[stack])
         recorded_layers[stack] = tuple(wanted[stack][i] for i in slots)
         # Layers that never called attention (none in supported families) are dropped, not left empty.
-        weights[stack] = buffer.numpy() if len(slots) == buffer.shape[1] else buffer[:, slots].numpy()
+        weights[stack] = buffer.cpu().numpy() if len(slots) == buffer.shape[1] else buffer[:, slots].cpu().numpy()
     return outputs, Recording(recorded_layers, None if head_list is None else tuple(head_list), weights)
 
 

@@ -245,9 +245,9 @@ def first_layer(
     return Walkthrough(
         source=loaded.info.name, tokens=tokens + (PAD_LABEL,) * padding, padding=padding,
         mask_choice=mask_choice, mask=allowed, scale=scale, temperature=temperature, n_heads=q.shape[1],
-        n_kv_heads=k.shape[1], embeddings=embeddings[0].numpy(), x=x[0].numpy(), q_raw=q_raw[0].numpy(),
-        k_raw=k_raw[0].numpy(), q=q[0].numpy(), k=k[0].numpy(), v=v.numpy(), scores=scores.numpy(),
-        weights=weights.numpy(), head_outputs=heads.numpy(), concat=concat.numpy(), output=output.numpy(),
+        n_kv_heads=k.shape[1], embeddings=embeddings[0].cpu().numpy(), x=x[0].cpu().numpy(), q_raw=q_raw[0].cpu().numpy(),
+        k_raw=k_raw[0].cpu().numpy(), q=q[0].cpu().numpy(), k=k[0].cpu().numpy(), v=v.cpu().numpy(), scores=scores.cpu().numpy(),
+        weights=weights.cpu().numpy(), head_outputs=heads.cpu().numpy(), concat=concat.cpu().numpy(), output=output.cpu().numpy(),
     )  # fmt: skip
 
 
@@ -293,7 +293,7 @@ def _traced_first_layer(
             pass
         finally:
             handle.remove()
-    return calls[0].weights[0].float().numpy(), outputs[0][0].float().numpy()
+    return calls[0].weights[0].float().cpu().numpy(), outputs[0][0].float().cpu().numpy()
 
 
 def verify(loaded: LoadedModel, sentence: str, mask_choice: str = "causal") -> Verification:

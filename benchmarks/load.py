@@ -25,7 +25,14 @@ from urllib.parse import quote, urlparse
 
 import numpy as np
 
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
 from benchmarks.browser import CHROMIUM_ARGS, IDLE, chromium_path, streamlit_server
+
+OWN_TOKENS_DRAWN = """([a, c]) => {
+  const ticks = [...document.querySelectorAll('.js-plotly-plot .xtick text')].map(t => t.textContent.trim());
+  return ticks.includes(a) && ticks.includes(c);
+}"""
 
 # Words SmolLM2 reads as one token each (checked), so a session's prompt shows its own word as a token.
 ANIMALS = [
@@ -137,6 +144,10 @@ async def explore_round(page, url: str, session: int, round_: int, first: bool, 
         await box.press("Control+Enter")
     await wait_for_run(page, timeout_ms)
     await page.wait_for_selector(".js-plotly-plot", timeout=timeout_ms)
+    try:  # the run may not have started within wait_for_run's grace time: wait for this prompt's tokens
+        await page.wait_for_function(OWN_TOKENS_DRAWN, arg=[animal, colour], timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pass  # reported below as a problem
     seconds = time.monotonic() - start
     ticks = {t.strip() for t in await page.locator(".js-plotly-plot .xtick text").all_text_contents()}
     others = sorted(a for a in ANIMALS if a in ticks and a != animal)

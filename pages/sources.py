@@ -13,6 +13,7 @@ from attnviz.agreement import agreement, faithfulness
 from attnviz.attribution import Attribution
 from attnviz.calibration import calibration
 from attnviz.figures import attention_heatmap
+from attnviz.loading import LoadedModel
 from attnviz.passage_attention import aggregate
 from attnviz.source_figures import highlighted_sources, highlighted_tokens, source_bar
 from attnviz.trace import PromptError
@@ -30,11 +31,8 @@ def in_words(drop: float) -> str:
     return f"{abs(drop):.2f} nats less likely" if drop >= 0 else f"{abs(drop):.2f} nats more likely"
 
 
-def run(request: Request) -> Attribution | None:
+def run(request: Request, loaded: LoadedModel) -> Attribution | None:
     """Attribute with a progress bar saying what is happening; input problems become a warning."""
-    loaded = get_model(request.model)
-    if loaded is None:
-        return None
     with st.status("Answering and attributing…", expanded=True) as status:
         bar = st.progress(0.0, text="Checking the prompt")
         try:
@@ -51,7 +49,7 @@ def run(request: Request) -> Attribution | None:
     return result
 
 
-def recalibrate_panel(model: str, result: Attribution) -> None:
+def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:
     """How the retrieval heads were chosen, their held-out accuracy, and a button to choose them again."""
     with st.expander("Retrieval heads: how they were chosen", expanded=False):
         if result.calibration is None:
@@ -67,13 +65,9 @@ def recalibrate_panel(model: str, result: Attribution) -> None:
         if st.button(
             "Recalibrate", help="Choose this model's heads again on the synthetic cases (one pass per case)."
         ):
-            loaded = get_model(model)
-            if loaded is not None:
-                bar = st.progress(0.0, text="Finding retrieval heads")
-                calibration(
-                    loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True
-                )
-                st.success("Heads chosen again. Press Answer to use them.")
+            bar = st.progress(0.0, text="Finding retrieval heads")
+            calibration(loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True)
+            st.success("Heads chosen again. Press Answer to use them.")
 
 
 start_page()
@@ -83,9 +77,12 @@ st.caption(
     "each source, compared with ablation: how much less likely the answer becomes when a source is removed."
 )
 model_name = model_picker()
+loaded = get_model(model_name)  # now, so a bad model name is reported before anything is typed
+if loaded is None:
+    st.stop()
 submitted, request = sources_form(model_name)
 if request is not None:
-    st.session_state.sources_result = (model_name, run(request))
+    st.session_state.sources_result = (model_name, run(request, loaded))
 elif submitted:
     st.session_state.pop("sources_result", None)  # the form said what is wrong; no stale result below it
 shown_model, result = st.session_state.get("sources_result", (model_name, None))
@@ -256,7 +253,7 @@ if "ablation" in matrices and "attention" in matrices:
 else:
     st.info("Select both the retrieval-head attention and ablation to compare them.")
 
-recalibrate_panel(model_name, result)
+recalibrate_panel(loaded, result)
 
 st.subheader("Export")
 download = st.columns(2)

@@ -26,5 +26,5 @@ def test_direct_page_url_uses_the_app_navigation(chromium) -> None:
         sidebar.get_by_role("link", name="Explore", exact=True).wait_for(timeout=60_000)
         links = sidebar.get_by_role("link").all_inner_texts()
         context.close()
-    assert [link.split()[-1] for link in links[:5]] == ["Home", "Explore", "Masks", "Sources", "views"]
+    assert [link.split()[-1] for link in links[:6]] == ["Home", "Learn", "Explore", "Masks", "Sources", "views"]
     assert not any("common" in link for link in links)

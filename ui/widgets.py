@@ -18,11 +18,29 @@ CUSTOM = "Other (folder or Hugging Face id)…"
 MODEL_MAX_CHARS = 300
 URL_MAX_CHARS = 2_000  # longer prompts stay out of the URL (links must stay shareable)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+# What GitHub-flavoured Markdown turns into a link even when escaped: scheme://…, www.…, e-mail addresses.
+_AUTOLINK = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.\-]*://|\bwww\.)\S*|[^\s@]+@[^\s@]+\.[^\s@]+")
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code, whose content Markdown never turns into links or markup."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def plain(text: str) -> str:
-    """``text`` escaped so Streamlit's Markdown shows it literally (no links, images, HTML or maths)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+    """``text`` made literal for Streamlit's Markdown: no links, images, HTML or maths.
+
+    Markup characters are backslash-escaped; URL-like runs (which GFM links even when escaped)
+    are shown as inline code.
+    """
+    parts, last = [], 0
+    for match in _AUTOLINK.finditer(text):
+        parts += [_MARKDOWN_SPECIAL.sub(r"\\\1", text[last : match.start()]), _code(match.group())]
+        last = match.end()
+    parts.append(_MARKDOWN_SPECIAL.sub(r"\\\1", text[last:]))
+    return "".join(parts).replace("\n", "  \n")
 
 
 def error(message: str, icon: str = "🚫") -> None:
