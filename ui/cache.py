@@ -88,9 +88,20 @@ def load(name: str) -> LoadedModel:
     return served(name).loaded
 
 
+def _arrays(traced: Trace) -> list[np.ndarray]:
+    """The weight arrays a trace holds (decoder and cross only for encoder-decoders)."""
+    return [a for a in (traced.attention, traced.decoder_attention, traced.cross_attention) if a is not None]
+
+
 def _nbytes(traced: Trace) -> int:
-    arrays = (traced.attention, traced.decoder_attention, traced.cross_attention)
-    return sum(a.nbytes for a in arrays if a is not None)
+    return sum(a.nbytes for a in _arrays(traced))
+
+
+def _freeze(traced: Trace) -> Trace:
+    """Make a shared trace's arrays read-only, so no page can change what other sessions see."""
+    for array in _arrays(traced):
+        array.flags.writeable = False
+    return traced
 
 
 class TraceStore:
@@ -134,10 +145,7 @@ class TraceStore:
             self._pending.pop(prompt, None)
             if future.cancelled() or future.exception() is not None:
                 return
-            result = future.result()
-            for array in (result.attention, result.decoder_attention, result.cross_attention):
-                if array is not None:
-                    array.flags.writeable = False  # one shared Trace: no page may change it
+            result = _freeze(future.result())
             self._done[prompt] = result
             total = sum(_nbytes(t) for t in self._done.values())
             while total > self.budget and len(self._done) > 1:
@@ -196,10 +204,7 @@ def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
         load(prompt.model), text, messages=prompt.messages, target=prompt.target, layers=[layer], heads=[head],
         max_tokens=None,
     )  # fmt: skip
-    for array in (result.attention, result.decoder_attention, result.cross_attention):
-        if array is not None:
-            array.flags.writeable = False
-    return result
+    return _freeze(result)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
