@@ -1,16 +1,22 @@
-"""A trace queue for a shared server: one worker per model batches waiting prompts into one forward pass.
+"""Sharing one model among many sessions: a trace queue that batches, and turns for long jobs.
 
 Many sessions tracing short prompts at once would otherwise queue one by one on the model's
-lock; the worker instead takes every waiting request (up to ``max_batch``, of similar length)
-and traces them with :func:`attnviz.trace.trace_batch`. A request that fails inside a batch is
-retried alone, so each caller gets its own result or its own error.
+lock; the queue's worker instead takes every waiting request (up to ``max_batch``, of similar
+length) and traces them with :func:`attnviz.trace.trace_batch`. A request that fails inside a
+batch is retried alone, so each caller gets its own result or its own error.
+
+Long jobs (a Sources attribution: generation plus ablation passes, seconds of CPU each) take
+:class:`Turns`, first come first served: run side by side they would all finish late, while
+short traces still slip in between their forward passes.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from attnviz.loading import LoadedModel
@@ -105,7 +111,10 @@ class TraceQueue:
         first = batch[0][0]
         try:
             traces = trace_batch(
-                self.loaded, [r.prompt for r, _ in batch], target=first.target, max_tokens=first.max_tokens,
+                self.loaded,
+                [r.prompt for r, _ in batch],
+                target=first.target,
+                max_tokens=first.max_tokens,
                 float16=first.float16,
             )
         except Exception as problem:  # noqa: BLE001 - handed to the caller through its future
@@ -117,3 +126,41 @@ class TraceQueue:
             return
         for (_, future), result in zip(batch, traces, strict=True):
             future.set_result(result)
+
+
+class Turns:
+    """One long job at a time, in arrival order; a waiting caller hears how many jobs are ahead of it."""
+
+    def __init__(self) -> None:
+        self._line: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    def __len__(self) -> int:
+        """Jobs running or waiting."""
+        with self._changed:
+            return len(self._line)
+
+    @contextmanager
+    def turn(self, waiting: Callable[[int], None] | None = None, poll: float = 0.5) -> Iterator[None]:
+        """Wait for this caller's turn, calling ``waiting(ahead)`` about every ``poll`` seconds meanwhile.
+
+        The caller leaves the line however it ends, also when ``waiting`` raises (a page stopped).
+        """
+        ticket = object()
+        with self._changed:
+            self._line.append(ticket)
+        try:
+            while True:
+                with self._changed:
+                    ahead = self._line.index(ticket)
+                    if ahead == 0:
+                        break
+                    self._changed.wait(poll)
+                    ahead = self._line.index(ticket)
+                if ahead and waiting is not None:
+                    waiting(ahead)
+            yield
+        finally:
+            with self._changed:
+                self._line.remove(ticket)
+                self._changed.notify_all()

@@ -23,6 +23,7 @@ MAX_CELLS = 256
 TEXT_COLOUR = "#1f2430"  # near-black: readable on a projector, unlike plotly's light grey ticks
 FONT = {"size": 14, "color": TEXT_COLOUR}
 TICK_FONT = {"size": 13, "color": TEXT_COLOUR}
+TITLE_FONT = {"size": 16, "color": TEXT_COLOUR}
 LABEL_ROOM = 64  # most token labels an axis of a full-width figure shows before labelling every k-th
 LABEL_PX = 17
 GRID_WIDTH, GRID_MAX_HEIGHT = 800, 440  # vertical pixels one query label needs
@@ -58,15 +59,34 @@ def safe_label(token: str) -> str:
     return html.escape(visible_text(token), quote=False)
 
 
-def readable(figure: go.Figure, height: int, top: int = 40) -> go.Figure:
-    """Fonts, contrast and margins every figure shares; axes grow their margins to fit their labels."""
-    figure.update_layout(
-        font=FONT, title_font={"size": 16, "color": TEXT_COLOUR}, height=height,
-        margin={"l": 10, "r": 10, "t": top, "b": 10},
+def axis(title: str = "", **settings: object) -> dict[str, object]:
+    """An axis with the shared tick and title fonts, its margin grown to fit its labels."""
+    return {"tickfont": TICK_FONT, "automargin": True, "title": {"text": title, "font": FONT}, **settings}
+
+
+def styled(
+    data: object,
+    height: int,
+    *,
+    top: int = 40,
+    title: str = "",
+    xaxis: dict[str, object] | None = None,
+    yaxis: dict[str, object] | None = None,
+    **layout: object,
+) -> go.Figure:
+    """A figure built in one validation pass with the fonts, contrast and margins every figure shares.
+
+    Each ``update_*`` call validates the figure again: one pass is about 7x faster (27 ms -> 4 ms
+    for a heatmap, measured), which a class of thirty sessions redrawing Explore feels.
+    """
+    return go.Figure(
+        data,
+        layout={
+            "font": FONT, "title": {"text": title, "font": TITLE_FONT}, "height": height,
+            "margin": {"l": 10, "r": 10, "t": top, "b": 10},
+            "xaxis": xaxis or axis(), "yaxis": yaxis or axis(), **layout,
+        },
     )  # fmt: skip
-    figure.update_xaxes(tickfont=TICK_FONT, title_font=FONT, automargin=True)
-    figure.update_yaxes(tickfont=TICK_FONT, title_font=FONT, automargin=True)
-    return figure
 
 
 def labelled_positions(n: int, room: int) -> list[int]:
@@ -94,7 +114,9 @@ def _axis_labels(tokens: Sequence[str], block: int, first: int = 0) -> tuple[lis
     Labels carry the position ("3: the"), so repeated tokens stay separate columns.
     """
     if block == 1:
-        return [f"{first + i}: {safe_label(t)}" for i, t in enumerate(tokens)], [safe_label(t) for t in tokens]
+        return [f"{first + i}: {safe_label(t)}" for i, t in enumerate(tokens)], [
+            safe_label(t) for t in tokens
+        ]
     cells = int(np.ceil(len(tokens) / block))
     last = first + len(tokens)
     return [f"tokens {first + c * block}–{min(last, first + (c + 1) * block) - 1}" for c in range(cells)], []
@@ -125,32 +147,28 @@ def attention_heatmap(
     shown = np.log10(np.clip(matrix, 1e-6, None)) if log_scale else matrix
     x_labels, x_text = _axis_labels(key_tokens, block, first_key)
     y_labels, y_text = _axis_labels(query_tokens, block, first_query)
-    figure = go.Figure(
-        go.Heatmap(
-            z=shown,
-            x=x_labels,
-            y=y_labels,
-            # Log scale colours log10 values; hover still shows the weight itself.
-            customdata=matrix if log_scale else None,
-            hovertemplate="query %{y}<br>key %{x}<br>" + value_name
-            + (" %{customdata:.3g}" if log_scale else " %{z:.3g}") + "<extra></extra>",
-            colorscale=colorscale,
-            colorbar={"title": f"log10 {value_name}" if log_scale else value_name},
-        )
-    )
+    heatmap = go.Heatmap(
+        z=shown,
+        x=x_labels,
+        y=y_labels,
+        # Log scale colours log10 values; hover still shows the weight itself.
+        customdata=matrix if log_scale else None,
+        hovertemplate="query %{y}<br>key %{x}<br>" + value_name
+        + (" %{customdata:.3g}" if log_scale else " %{z:.3g}") + "<extra></extra>",
+        colorscale=colorscale,
+        colorbar={"title": {"text": f"log10 {value_name}" if log_scale else value_name}},
+    )  # fmt: skip
     height = int(np.clip(160 + LABEL_PX * len(y_labels), 380, 600))
     shown_y = labelled_positions(len(y_text), (height - 160) // LABEL_PX)
     shown_x = labelled_positions(len(x_text), x_room)
-    figure.update_yaxes(
-        autorange="reversed", type="category", tickvals=[y_labels[i] for i in shown_y],
-        ticktext=[y_text[i] for i in shown_y], title="query",
-    )  # fmt: skip
-    figure.update_xaxes(
-        type="category", tickvals=[x_labels[i] for i in shown_x], ticktext=[x_text[i] for i in shown_x],
-        tickangle=-60, title="key", side="bottom",
-    )  # fmt: skip
     subtitle = f" (block-averaged {block}×{block})" if block > 1 else ""
-    return readable(figure.update_layout(title=title + subtitle), height)
+    return styled(
+        heatmap, height, title=title + subtitle,
+        xaxis=axis("key", type="category", tickvals=[x_labels[i] for i in shown_x],
+                   ticktext=[x_text[i] for i in shown_x], tickangle=-60, side="bottom"),
+        yaxis=axis("query", autorange="reversed", type="category", tickvals=[y_labels[i] for i in shown_y],
+                   ticktext=[y_text[i] for i in shown_y]),
+    )  # fmt: skip
 
 
 def token_bar(
@@ -160,82 +178,87 @@ def token_bar(
     positions = list(range(first, first + len(tokens)))
     labels = [f"{p}: {safe_label(t)}" for p, t in zip(positions, tokens, strict=True)]
     shown = labelled_positions(len(tokens), LABEL_ROOM)
-    figure = go.Figure(
-        go.Bar(
-            x=positions,
-            y=np.asarray(values, dtype=np.float32),
-            customdata=labels,
-            hovertemplate="%{customdata}<br>" + value_name + " %{y:.3g}<extra></extra>",
-        )
+    bar = go.Bar(
+        x=positions,
+        y=np.asarray(values, dtype=np.float32),
+        customdata=labels,
+        hovertemplate="%{customdata}<br>" + value_name + " %{y:.3g}<extra></extra>",
     )
-    figure.update_xaxes(
-        tickvals=[positions[i] for i in shown], ticktext=[safe_label(tokens[i]) for i in shown], tickangle=-60
-    )
-    return readable(figure.update_layout(title=title, yaxis_title=value_name), 320)
+    return styled(
+        bar, 320, title=title, yaxis=axis(value_name),
+        xaxis=axis(tickvals=[positions[i] for i in shown], ticktext=[safe_label(tokens[i]) for i in shown],
+                   tickangle=-60),
+    )  # fmt: skip
 
 
-def head_grid_figure(grid: HeadGrid, *, selected: tuple[int, int] | None = None, colorscale: str = "Viridis") -> go.Figure:
+def head_grid_figure(
+    grid: HeadGrid, *, selected: tuple[int, int] | None = None, colorscale: str = "Viridis"
+) -> go.Figure:
     """Every head's thumbnail in one heatmap (layers across, heads down), with a clickable point per head.
 
     Clicking a head selects its point, whose customdata is (layer, head).
     """
     names = [(layer, head) for layer in grid.layers for head in grid.heads]
     centres = [grid.cell(li, hi) for li in range(len(grid.layers)) for hi in range(len(grid.heads))]
-    figure = go.Figure(
-        [
-            go.Heatmap(z=grid.mosaic, colorscale=colorscale, showscale=False, hoverinfo="skip", zmin=0, zmax=1),
-            go.Scatter(
-                x=[c[0] for c in centres],
-                y=[c[1] for c in centres],
-                mode="markers",
-                marker={"size": 16, "symbol": "square", "opacity": 0.0, "color": "white"},
-                customdata=[list(name) for name in names],
-                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<extra></extra>",
-                showlegend=False,
-            ),
-        ]
-    )
-    figure.update_xaxes(
-        tickvals=[grid.cell(li, 0)[0] for li in range(len(grid.layers))], ticktext=[f"L{x}" for x in grid.layers],
-        title="layer", showgrid=False, zeroline=False, side="top", range=[-1, grid.mosaic.shape[1]],
-    )  # fmt: skip
-    figure.update_yaxes(
-        tickvals=[grid.cell(0, hi)[1] for hi in range(len(grid.heads))], ticktext=[f"H{h}" for h in grid.heads],
-        title="head", showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
-    )  # fmt: skip
+    traces = [
+        go.Heatmap(z=grid.mosaic, colorscale=colorscale, showscale=False, hoverinfo="skip", zmin=0, zmax=1),
+        go.Scatter(
+            x=[c[0] for c in centres],
+            y=[c[1] for c in centres],
+            mode="markers",
+            marker={"size": 16, "symbol": "square", "opacity": 0.0, "color": "white"},
+            customdata=[list(name) for name in names],
+            hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<extra></extra>",
+            showlegend=False,
+        ),
+    ]
+    shapes = []
     if selected in names:
         x, y = grid.cell(grid.layers.index(selected[0]), grid.heads.index(selected[1]))
         half = grid.size / 2 + 0.5
-        figure.add_shape(
-            type="rect", x0=x - half, x1=x + half, y0=y - half, y1=y + half, line={"color": "red", "width": 3}
-        )
+        shapes.append(
+            {"type": "rect", "x0": x - half, "x1": x + half, "y0": y - half, "y1": y + half,
+             "line": {"color": "red", "width": 3}}
+        )  # fmt: skip
     # Square thumbnails in a plot as wide as the page (about GRID_WIDTH px) but never taller than
     # GRID_MAX_HEIGHT, so the grid fits a 1280×720 screen; a tall grid (few layers, many heads)
     # narrows instead of padding empty rows under the layer labels.
     rows, cols = grid.mosaic.shape
     plot_height = min(GRID_MAX_HEIGHT, int(GRID_WIDTH * rows / max(cols, 1)))
-    figure.update_xaxes(constrain="domain")
-    figure.update_yaxes(constrain="domain")
-    figure.update_layout(clickmode="event+select", dragmode=False)
-    return readable(figure, max(200, plot_height + 90), top=60)
+    xaxis = axis(
+        "layer", tickvals=[grid.cell(li, 0)[0] for li in range(len(grid.layers))],
+        ticktext=[f"L{x}" for x in grid.layers], showgrid=False, zeroline=False, side="top",
+        range=[-1, grid.mosaic.shape[1]], constrain="domain",
+    )  # fmt: skip
+    yaxis = axis(
+        "head", tickvals=[grid.cell(0, hi)[1] for hi in range(len(grid.heads))],
+        ticktext=[f"H{h}" for h in grid.heads], showgrid=False, zeroline=False, autorange="reversed",
+        scaleanchor="x", constrain="domain",
+    )  # fmt: skip
+    return styled(
+        traces, max(200, plot_height + 90), top=60, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
+        clickmode="event+select", dragmode=False,
+    )  # fmt: skip
 
 
 def layer_head_heatmap(
-    values: np.ndarray, layers: Sequence[int], heads: Sequence[int], *, title: str = "", value_name: str = "value"
+    values: np.ndarray,
+    layers: Sequence[int],
+    heads: Sequence[int],
+    *,
+    title: str = "",
+    value_name: str = "value",
 ) -> go.Figure:
     """A [layers, heads] statistic as a heatmap: heads across, layers down."""
-    figure = go.Figure(
-        go.Heatmap(
-            z=np.asarray(values, dtype=np.float32),
-            x=[f"H{h}" for h in heads],
-            y=[f"L{layer}" for layer in layers],
-            colorscale="Viridis",
-            colorbar={"title": value_name},
-            hovertemplate="%{y} %{x}<br>" + value_name + " %{z:.3f}<extra></extra>",
-        )
+    heatmap = go.Heatmap(
+        z=np.asarray(values, dtype=np.float32),
+        x=[f"H{h}" for h in heads],
+        y=[f"L{layer}" for layer in layers],
+        colorscale="Viridis",
+        colorbar={"title": {"text": value_name}},
+        hovertemplate="%{y} %{x}<br>" + value_name + " %{z:.3f}<extra></extra>",
     )
-    figure.update_yaxes(autorange="reversed")
-    return readable(figure.update_layout(title=title), max(300, 18 * len(layers) + 80))
+    return styled(heatmap, max(300, 18 * len(layers) + 80), title=title, yaxis=axis(autorange="reversed"))
 
 
 MASK_COLORS = [[0.0, "#eef1f6"], [1.0, "#27557f"]]

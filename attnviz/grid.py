@@ -62,8 +62,7 @@ def head_grid(
     gap: int = 2,
 ) -> HeadGrid:
     """Thumbnails of every head of [layers, heads, q, k] tiled into one mosaic."""
-    thumbs = np.stack([thumbnail(attention[li], size) for li in range(attention.shape[0])])
-    return grid_of_thumbnails(thumbs, layers, heads, gap)
+    return grid_of_thumbnails(thumbnail(attention, size), layers, heads, gap)
 
 
 def grid_of_thumbnails(thumbs: np.ndarray, layers: tuple[int, ...], heads: tuple[int, ...], gap: int = 2) -> HeadGrid:

@@ -11,12 +11,14 @@ import streamlit as st
 from attnviz import attribution
 from attnviz.agreement import agreement, faithfulness
 from attnviz.attribution import Attribution
+from attnviz.batching import Turns
 from attnviz.calibration import calibration
 from attnviz.figures import attention_heatmap
 from attnviz.loading import LoadedModel
 from attnviz.passage_attention import aggregate
 from attnviz.source_figures import highlighted_sources, highlighted_tokens, source_bar
 from attnviz.trace import PromptError
+from ui import cache
 from ui.navigation import start_page
 from ui.sources_form import METHOD_LABELS, Request, sources_form
 from ui.widgets import get_model, model_picker, plain, warning
@@ -31,16 +33,22 @@ def in_words(drop: float) -> str:
     return f"{abs(drop):.2f} nats less likely" if drop >= 0 else f"{abs(drop):.2f} nats more likely"
 
 
-def run(request: Request, loaded: LoadedModel) -> Attribution | None:
-    """Attribute with a progress bar saying what is happening; input problems become a warning."""
+def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | None:
+    """Attribute in this model's turn, with a progress bar saying what runs; bad input becomes a warning."""
     with st.status("Answering and attributing…", expanded=True) as status:
         bar = st.progress(0.0, text="Checking the prompt")
+
+        def queued(ahead: int) -> None:
+            bar.progress(0.0, text=f"Queued: {ahead} attribution(s) ahead of yours on this shared model")
+
         try:
-            result = attribution.attribute(
-                loaded, request.question, list(request.passages), request.methods,
-                max_new_tokens=request.max_new_tokens, answer=request.answer, granularity=request.granularity,
-                passes=request.passes, progress=lambda done, what: bar.progress(min(1.0, done), text=what),
-            )  # fmt: skip
+            with turns.turn(queued):
+                result = attribution.attribute(
+                    loaded, request.question, list(request.passages), request.methods,
+                    max_new_tokens=request.max_new_tokens, answer=request.answer,
+                    granularity=request.granularity, passes=request.passes,
+                    progress=lambda done, what: bar.progress(min(1.0, done), text=what),
+                )  # fmt: skip
         except PromptError as problem:
             status.update(label="Nothing to attribute", state="error")
             warning(str(problem))
@@ -66,7 +74,9 @@ def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:
             "Recalibrate", help="Choose this model's heads again on the synthetic cases (one pass per case)."
         ):
             bar = st.progress(0.0, text="Finding retrieval heads")
-            calibration(loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True)
+            calibration(
+                loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True
+            )
             st.success("Heads chosen again. Press Answer to use them.")
 
 
@@ -82,7 +92,7 @@ if loaded is None:
     st.stop()
 submitted, request = sources_form(model_name)
 if request is not None:
-    st.session_state.sources_result = (model_name, run(request, loaded))
+    st.session_state.sources_result = (model_name, run(request, loaded, cache.served(model_name).turns))
 elif submitted:
     st.session_state.pop("sources_result", None)  # the form said what is wrong; no stale result below it
 shown_model, result = st.session_state.get("sources_result", (model_name, None))

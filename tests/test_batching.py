@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import attnviz
-from attnviz.batching import Request, TraceQueue
+from attnviz.batching import Request, TraceQueue, Turns
 from attnviz.trace import PromptError
 
 PROMPTS = [
@@ -72,3 +73,54 @@ def test_many_threads_each_get_their_prompt(smollm2) -> None:
         assert results[i].input_ids.tolist() == smollm2.tokenizer(prompt)["input_ids"]
     alone = attnviz.trace(smollm2, prompts[5])
     np.testing.assert_allclose(results[5].attention, alone.attention, atol=1e-5)
+
+
+def test_turns_run_one_job_at_a_time_in_arrival_order() -> None:
+    turns = Turns()
+    order: list[int] = []
+    heard: dict[int, list[int]] = {}
+    running = threading.Event()
+    first_may_finish = threading.Event()
+
+    def first() -> None:
+        with turns.turn():
+            running.set()
+            first_may_finish.wait(10)
+            order.append(0)
+
+    def later(i: int) -> None:
+        with turns.turn(lambda ahead: heard.setdefault(i, []).append(ahead), poll=0.01):
+            order.append(i)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    running.wait(10)
+    for i in (1, 2):
+        threads.append(threading.Thread(target=later, args=(i,)))
+        threads[-1].start()
+        while len(turns) < i + 1:  # each joins the line before the next arrives
+            time.sleep(0.005)
+    time.sleep(0.1)
+    assert order == []  # nobody overtakes the running job
+    first_may_finish.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == [0, 1, 2]
+    assert heard[1][0] == 1 and heard[2][0] == 2  # each heard how many jobs were ahead of it
+    assert len(turns) == 0
+
+
+def test_a_caller_stopped_while_waiting_leaves_the_line() -> None:
+    turns = Turns()
+
+    class Stopped(Exception):
+        pass
+
+    def stop(ahead: int) -> None:
+        raise Stopped
+
+    with turns.turn():
+        with pytest.raises(Stopped), turns.turn(stop, poll=0.01):
+            pass
+        assert len(turns) == 1  # only the running job is left
+    assert len(turns) == 0

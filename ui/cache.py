@@ -23,7 +23,7 @@ import torch
 import attnviz
 from attnviz.ablation import AblationResult, ablate_heads
 from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
-from attnviz.batching import Request, TraceQueue
+from attnviz.batching import Request, TraceQueue, Turns
 from attnviz.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.hooks import Site, Stack
 from attnviz.loading import LoadedModel
@@ -67,11 +67,13 @@ class Prompt:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One shared model, the queue that traces prompts with it, and ``counter``: the same model with its
-    own tokenizer copy and lock, so counting a prompt's tokens never waits for a running forward pass."""
+    """One shared model, the queue that traces prompts with it, turns for long jobs on it (attribution),
+    and ``counter``: the same model with its own tokenizer copy and lock, so counting a prompt's tokens
+    never waits for a running forward pass."""
 
     loaded: LoadedModel
     queue: TraceQueue
+    turns: Turns
     counter: LoadedModel
 
 
@@ -80,7 +82,7 @@ def served(name: str) -> ServedModel:
     """The shared model for ``name`` and its trace queue (no st elements inside: cached functions replay them)."""
     loaded = attnviz.load_model(name)
     counter = replace(loaded, tokenizer=copy.deepcopy(loaded.tokenizer), lock=threading.RLock())
-    return ServedModel(loaded, TraceQueue(loaded), counter)
+    return ServedModel(loaded, TraceQueue(loaded), Turns(), counter)
 
 
 def load(name: str) -> LoadedModel:
