@@ -34,7 +34,11 @@ def in_words(drop: float) -> str:
 
 
 def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | None:
-    """Attribute in this model's turn, with a progress bar saying what runs; bad input becomes a warning."""
+    """Attribute in this model's turn, with a progress bar saying what runs; bad input becomes a warning.
+
+    A request another session already ran (the same demo for a whole class) reuses its result.
+    """
+    shared = cache.attributions()
     with st.status("Answering and attributing…", expanded=True) as status:
         bar = st.progress(0.0, text="Checking the prompt")
 
@@ -42,13 +46,16 @@ def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | No
             bar.progress(0.0, text=f"Queued: {ahead} attribution(s) ahead of yours on this shared model")
 
         try:
-            with turns.turn(queued):
-                result = attribution.attribute(
-                    loaded, request.question, list(request.passages), request.methods,
-                    max_new_tokens=request.max_new_tokens, answer=request.answer,
-                    granularity=request.granularity, passes=request.passes,
-                    progress=lambda done, what: bar.progress(min(1.0, done), text=what),
-                )  # fmt: skip
+            result = shared.get(request)
+            if result is None:
+                with turns.turn(queued):
+                    result = shared.get(request) or attribution.attribute(
+                        loaded, request.question, list(request.passages), request.methods,
+                        max_new_tokens=request.max_new_tokens, answer=request.answer,
+                        granularity=request.granularity, passes=request.passes,
+                        progress=lambda done, what: bar.progress(min(1.0, done), text=what),
+                    )  # fmt: skip
+                shared.put(request, result)
         except PromptError as problem:
             status.update(label="Nothing to attribute", state="error")
             warning(str(problem))
@@ -77,6 +84,7 @@ def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:
             calibration(
                 loaded, progress=lambda done, what: bar.progress(min(1.0, done), text=what), refresh=True
             )
+            cache.attributions().clear()  # results of the old heads must not be reused
             st.success("Heads chosen again. Press Answer to use them.")
 
 

@@ -123,3 +123,29 @@ def test_empty_upload_shows_one_message_and_the_real_limit() -> None:
     assert not at.exception
     assert [w.value for w in at.warning] == ["Upload one or more .txt or .md files, then press Answer."]
     assert not at.info and not at.error
+
+
+def test_a_second_session_asking_the_same_reuses_the_result(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """A class pressing Answer on the same demo runs the attribution once; a different question runs again."""
+    import attnviz.attribution
+
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    real, calls = attnviz.attribution.attribute, []
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real function, counted
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attnviz.attribution, "attribute", counted)
+    model = str(tiny_model_dir("llama"))
+    sessions = []
+    for question in ("Which sweet is sold on Sundays?", "Which sweet is sold on Sundays?", "When does it open?"):
+        at = open_page("sources", timeout=900, model=model)
+        at.radio(key="sources_origin").set_value("Paste").run()
+        at.text_input(key="sources_question").set_value(question)
+        at.text_area(key="sources_answer").set_value("Cinnamon rolls.")
+        answer(at)
+        assert not at.exception, at.exception
+        sessions.append(at)
+    assert calls == ["Which sweet is sold on Sundays?", "When does it open?"]
+    assert sessions[0].dataframe[0].value.equals(sessions[1].dataframe[0].value)

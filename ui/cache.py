@@ -13,6 +13,7 @@ import copy
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
@@ -162,6 +163,41 @@ class TraceStore:
 def trace_store() -> TraceStore:
     """The one trace store of this server."""
     return TraceStore(TRACE_CACHE_BYTES)
+
+
+class SharedResults:
+    """Finished results of long jobs that every session may reuse, least recently used evicted past
+    ``max_entries``: thirty students pressing Answer on the same demo compute it once."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._done: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object | None:
+        with self._lock:
+            if key not in self._done:
+                return None
+            self._done.move_to_end(key)
+            return self._done[key]
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._done[key] = value
+            self._done.move_to_end(key)
+            while len(self._done) > self.max_entries:
+                self._done.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every result (e.g. after the retrieval heads were chosen again)."""
+        with self._lock:
+            self._done.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def attributions() -> SharedResults:
+    """Sources results of this server, keyed on the whole request (model, question, passages, options)."""
+    return SharedResults(64)
 
 
 def prompt_trace(prompt: Prompt) -> Trace:
