@@ -21,7 +21,7 @@ from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.loading import LoadedModel
 from attnviz.stats import HeadStats
 from attnviz.tokens import display_tokens
-from attnviz.trace import CHUNK_BYTES, Messages, batch_inputs, forward
+from attnviz.trace import Messages, batch_inputs, chunk_bytes_for, forward
 
 STAT_NAMES = ("entropy", "distance", "first_token", "previous_token")
 
@@ -137,11 +137,12 @@ def summarise(
     target: str | None = None,
     size: int = THUMBNAIL,
     max_tokens: int | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> Summary:
     """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
 
-    ``max_tokens`` None allows up to the model's context length.
+    ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
+    device's default (:func:`attnviz.trace.chunk_bytes_for`).
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
@@ -159,7 +160,8 @@ def summarise(
         if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
             done[layer] = running.pop(layer).finish(size)
 
-    forward(loaded, batch.inputs, Hooks(record=reduce, chunk_bytes=chunk_bytes), last_logits_only=True)
+    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded.device))
+    forward(loaded, batch.inputs, hooks, last_logits_only=True)
     layers = tuple(sorted(done))
     finished = [done[layer] for layer in layers]
     tokens, special = display_tokens(loaded.tokenizer, batch.encoded[0])
