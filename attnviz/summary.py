@@ -9,14 +9,13 @@ full maps and statistics equal :mod:`attnviz.stats` (up to float32 summation ord
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from attnviz.grid import THUMBNAIL
+from attnviz.grid import THUMBNAIL, ThumbnailSums
 from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.loading import LoadedModel
 from attnviz.stats import HeadStats
@@ -70,12 +69,6 @@ class Summary:
         }
 
 
-def _blocks(n: int, size: int) -> list[tuple[int, int]]:
-    """Row (or column) ranges of the thumbnail's blocks, as ``grid.thumbnail``'s reduceat splits ``n``."""
-    starts = np.linspace(0, n, size + 1).astype(int)
-    return [(int(lo), int(max(hi, lo + 1))) for lo, hi in itertools.pairwise(starts)]
-
-
 def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
 
@@ -93,19 +86,15 @@ class _LayerSums:
 
     def __init__(self, weights: torch.Tensor, n_queries: int, n_keys: int, size: int) -> None:
         heads = weights.shape[1]
-        self.rows = _blocks(n_queries, size)
         self.n_queries, self.n_keys = n_queries, n_keys
-        self.block_rows = torch.zeros((heads, size, n_keys), dtype=torch.float32, device=weights.device)
+        self.thumbnails = ThumbnailSums(heads, n_queries, n_keys, size, weights.device)
         self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=weights.device)
 
     def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
         """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
         p = weights.float()
         stop, width = start + p.shape[1], p.shape[2]
-        for index, (lo, hi) in enumerate(self.rows):
-            lo, hi = max(lo, start), min(hi, stop)
-            if lo < hi:
-                self.block_rows[:, index, :width] += p[:, lo - start : hi - start].sum(1)
+        self.thumbnails.add(p, start)
         queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
         offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
         self.sums[:, 0] += _entropy_bits(p, scores.float()).sum(1)
@@ -115,18 +104,11 @@ class _LayerSums:
         rows = rows[rows - 1 < width]
         self.sums[:, 3] += p[:, rows - start, rows - 1].sum(1)
 
-    def finish(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """(thumbnails [heads, size, size] float32, statistics [heads, S] float64) on the host."""
-        cols = _blocks(self.n_keys, size)
-        totals = torch.stack([self.block_rows[..., lo:hi].sum(-1) for lo, hi in cols], dim=-1)
-        counts = torch.tensor([hi - lo for lo, hi in self.rows], dtype=torch.float32, device=totals.device)
-        widths = torch.tensor([hi - lo for lo, hi in cols], dtype=torch.float32, device=totals.device)
-        means = totals / (counts[:, None] * widths[None, :])
-        peak = means.amax(dim=(-2, -1), keepdim=True)
-        thumbs = torch.where(peak > 0, means / torch.where(peak > 0, peak, 1.0), 0.0)
         counts_per_stat = [self.n_queries, self.n_queries, self.n_queries, max(self.n_keys - 1, 1)]
         stats = self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
-        return thumbs.cpu().numpy(), stats
+        return self.thumbnails.finish(), stats
 
 
 def summarise(
@@ -142,7 +124,7 @@ def summarise(
     """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
 
     ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
-    device's default (:func:`attnviz.trace.chunk_bytes_for`).
+    default (:func:`attnviz.trace.chunk_bytes_for`).
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
@@ -158,9 +140,10 @@ def summarise(
             running[layer] = _LayerSums(call.weights, call.n_queries, call.n_keys, size)
         running[layer].add(call.weights[0], call.scores[0], call.query_start)
         if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
-            done[layer] = running.pop(layer).finish(size)
+            done[layer] = running.pop(layer).finish()
 
-    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded.device))
+    n_tokens = batch.inputs["input_ids"].shape[-1]
+    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, n_tokens))
     forward(loaded, batch.inputs, hooks, last_logits_only=True)
     layers = tuple(sorted(done))
     finished = [done[layer] for layer in layers]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from transformers.utils import ModelOutput
 
 from attnviz import hooks
+from attnviz.grid import THUMBNAIL, ThumbnailSums
 from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.loading import Kind, LoadedModel
 from attnviz.tokens import display_tokens
@@ -29,15 +30,26 @@ STACK_LABELS: dict[Stack, str] = {
 DEFAULT_MAX_TOKENS = 4096
 # Float32 scores of one chunk of queries (see hooks.Hooks.chunk_bytes). On a CPU, cache-sized chunks keep
 # every step of the softmax in cache and let causal chunks skip the keys they cannot see: a full trace of
-# SmolLM2 at 1,024-2,048 tokens took 1.3-1.5x an SDPA forward with 8 MB chunks against 1.7-1.8x with
-# 256 MB (measured). A GPU prefers few large chunks (each chunk is a few kernel launches and a sync).
+# SmolLM2 at 1,024-2,048 tokens took 1.2-1.5x an SDPA forward with 8 MB chunks against 1.5-2.4x with
+# 256 MB, a 2,048-token summary 13 s against 28 s (measured). At least MIN_CHUNK_ROWS rows per chunk
+# bound the per-chunk overhead of long prompts (8,192 tokens: 163 s with 64-row chunks, 194 s with 14).
+# A GPU prefers few large chunks (each chunk is a few kernel launches and a sync).
 CPU_CHUNK_BYTES = 8 * 2**20
+MIN_CHUNK_ROWS = 64
 GPU_CHUNK_BYTES = 256 * 2**20
 
 
-def chunk_bytes_for(device: torch.device) -> int:
-    """Bytes of float32 scores per chunk of queries on ``device``."""
-    return CPU_CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
+def chunk_bytes_for(loaded: LoadedModel, n_tokens: int) -> int:
+    """Bytes of float32 scores (and softmax) per chunk of queries for ``n_tokens`` on the model's device."""
+    if loaded.device.type != "cpu":
+        return GPU_CHUNK_BYTES
+    return max(CPU_CHUNK_BYTES, MIN_CHUNK_ROWS * loaded.n_heads * n_tokens * 8)
+
+
+def _n_tokens(inputs: dict[str, torch.Tensor]) -> int:
+    """Token positions of text inputs (0 for other inputs, e.g. a ViT's pixels: the default chunks)."""
+    ids = inputs.get("input_ids")
+    return int(ids.shape[-1]) if ids is not None else 0
 
 
 class PromptError(ValueError):
@@ -51,6 +63,9 @@ class Recording:
     layers: dict[Stack, tuple[int, ...]]
     heads: tuple[int, ...] | None
     weights: dict[Stack, np.ndarray]
+    thumbnails: dict[Stack, np.ndarray] = field(
+        default_factory=dict
+    )  # [layers, heads, size, size], batch of 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class Trace:
     also carry the decoder side: ``decoder_attention`` [layers, heads, t, t] and
     ``cross_attention`` [layers, heads, t, n] over ``target_tokens``.
     ``layers``/``heads`` say which model layers and heads the first two axes hold.
+    ``thumbnails`` [layers, heads, 24, 24] of ``attention``, when reduced during the forward pass
+    (a prompt traced alone), else None: :func:`attnviz.grid.thumbnail` computes them.
     """
 
     model_name: str
@@ -76,6 +93,7 @@ class Trace:
     target_ids: np.ndarray | None = None
     decoder_attention: np.ndarray | None = None
     cross_attention: np.ndarray | None = None
+    thumbnails: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -93,12 +111,13 @@ def record(
     mask: torch.Tensor | None = None,
     last_logits_only: bool = False,
     chunk_bytes: int | None = None,
+    thumbnails: bool = False,
 ) -> tuple[ModelOutput, Recording]:
     """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights.
 
     Each chunk of queries' weights is copied straight into one preallocated host buffer per
     stack (cast to ``dtype`` on the way), so neither a second copy of the whole tensor nor a
-    full score matrix of a layer (``chunk_bytes``, default :func:`chunk_bytes_for` the device) is ever made.
+    full score matrix of a layer (``chunk_bytes``, default :func:`chunk_bytes_for`) is ever made.
     """
     layer_set = None if layers is None else frozenset(layers)
     head_list = None if heads is None else sorted(set(heads))
@@ -108,10 +127,17 @@ def record(
     }
     buffers: dict[Stack, torch.Tensor] = {}
     filled: dict[Stack, set[int]] = {}
+    sums: dict[Site, ThumbnailSums] = {}
 
     def keep(call: AttentionCall) -> None:
         stack = call.site.stack
         chosen = call.weights if head_list is None else call.weights[:, head_list]
+        if thumbnails and chosen.shape[0] == 1:
+            if call.site not in sums:
+                sums[call.site] = ThumbnailSums(
+                    chosen.shape[1], call.n_queries, call.n_keys, THUMBNAIL, chosen.device
+                )
+            sums[call.site].add(chosen[0].float(), call.query_start)
         if stack not in buffers:
             shape = (chosen.shape[0], len(wanted[stack]), chosen.shape[1], call.n_queries, call.n_keys)
             buffers[stack] = torch.empty(
@@ -125,7 +151,7 @@ def record(
 
     active = Hooks(
         record=keep, layers=layer_set, ablate=ablate or {}, mask=mask,
-        chunk_bytes=chunk_bytes or chunk_bytes_for(loaded.device),
+        chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, _n_tokens(inputs)),
     )  # fmt: skip
     outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only)
     recorded_layers: dict[Stack, tuple[int, ...]] = {}
@@ -137,7 +163,14 @@ def record(
         weights[stack] = (
             buffer.cpu().numpy() if len(slots) == buffer.shape[1] else buffer[:, slots].cpu().numpy()
         )
-    return outputs, Recording(recorded_layers, None if head_list is None else tuple(head_list), weights)
+    thumbs = {
+        stack: np.stack([sums[Site(stack, layer)].finish() for layer in recorded_layers[stack]])
+        for stack in recorded_layers
+        if sums and all(Site(stack, layer) in sums for layer in recorded_layers[stack])
+    }
+    return outputs, Recording(
+        recorded_layers, None if head_list is None else tuple(head_list), weights, thumbs
+    )
 
 
 def forward(
@@ -282,6 +315,7 @@ def trace_batch(
         heads=heads,
         dtype=torch.float16 if float16 else torch.float32,
         last_logits_only=True,
+        thumbnails=len(prompts) == 1,  # a batch's rows are cropped to their tokens below: thumbnails differ
     )
     main = loaded.main_stack
     head_axis = recording.heads if recording.heads is not None else tuple(range(loaded.n_heads))
@@ -308,6 +342,7 @@ def trace_batch(
                 target_ids=np.asarray(target_ids) if target_ids else None,
                 decoder_attention=None if decoder is None else decoder[row],
                 cross_attention=None if cross is None else np.ascontiguousarray(cross[row][..., keep]),
+                thumbnails=recording.thumbnails.get(main),
             )
         )
     return traces

@@ -104,7 +104,7 @@ if not prompt_fits(prompt, key="prompt"):
 try:
     long_prompt = cache.is_long(prompt_key)
     if long_prompt:
-        if not tokens_fit(cache.served(model_name).counter, prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
+        if not tokens_fit(prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
             st.stop()
         with st.spinner("Summarising every head, layer by layer (a long prompt: minutes on a CPU)…"):
             summary = cache.summary(prompt_key)

@@ -316,7 +316,7 @@ def model_masks(loaded: LoadedModel, model_name: str, text: str) -> None:
         )
     prompts = (cache.Prompt(model_name, text, target=target), cache.Prompt(model_name, second, target=target))
     try:
-        if not all(prompt_fits(p.text) and tokens_fit(cache.served(model_name).counter, p) for p in prompts):
+        if not all(prompt_fits(p.text) and tokens_fit(p) for p in prompts):
             return
         with st.spinner("Running the model…"):
             single = cache.model_masks(model_name, prompts[:1])

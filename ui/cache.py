@@ -31,7 +31,7 @@ from attnviz.loading import LoadedModel
 from attnviz.mask_runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.stats import HeadStats, head_stats, induction_scores
 from attnviz.summary import Summary, summarise
-from attnviz.trace import Messages, Trace, encode, stack_view, trace
+from attnviz.trace import Messages, Trace, encode, stack_view, stacks_of, trace
 from attnviz.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -92,8 +92,9 @@ def load(name: str) -> LoadedModel:
 
 
 def _arrays(traced: Trace) -> list[np.ndarray]:
-    """The weight arrays a trace holds (decoder and cross only for encoder-decoders)."""
-    return [a for a in (traced.attention, traced.decoder_attention, traced.cross_attention) if a is not None]
+    """The arrays a trace holds (decoder and cross only for encoder-decoders; thumbnails if reduced)."""
+    arrays = (traced.attention, traced.decoder_attention, traced.cross_attention, traced.thumbnails)
+    return [a for a in arrays if a is not None]
 
 
 def _nbytes(traced: Trace) -> int:
@@ -249,6 +250,8 @@ def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
 def grid(prompt: Prompt, stack: Stack) -> HeadGrid:
     """Thumbnails of every head of one stack (small: the browser never gets the full tensor)."""
     traced = prompt_trace(prompt)
+    if traced.thumbnails is not None and stack == stacks_of(traced)[0]:  # reduced during the forward pass
+        return grid_of_thumbnails(traced.thumbnails, traced.layers, traced.heads)
     view = stack_view(traced, stack)
     return head_grid(view.attention, view.layers, traced.heads)
 

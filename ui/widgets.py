@@ -62,7 +62,8 @@ def get_model(name: str) -> LoadedModel | None:
         error(str(problem))
         return None
     st.sidebar.caption(
-        f"Runs on {loaded.device_label}", help="Set ATTNVIZ_DEVICE=cpu, cuda or cuda:N before starting to choose."
+        f"Runs on {loaded.device_label}",
+        help="Set ATTNVIZ_DEVICE=cpu, cuda or cuda:N before starting to choose.",
     )
     return loaded
 
@@ -152,23 +153,22 @@ def first_tokens(loaded: LoadedModel, prompt: cache.Prompt, limit: int) -> str:
     return ""
 
 
-def tokens_fit(
-    loaded: LoadedModel, prompt: cache.Prompt, key: str | None = None, limit: int = cache.MAX_TOKENS
-) -> bool:
-    """Whether the prompt has at most ``limit`` tokens (counted before any model work).
+def tokens_fit(prompt: cache.Prompt, key: str | None = None, limit: int = cache.MAX_TOKENS) -> bool:
+    """Whether the prompt has at most ``limit`` tokens (counted once per prompt, before any model work).
 
     With the text widget's ``key``, a button offers to trace the prompt's first tokens instead.
     """
-    if loaded.tokenizer is None:
+    counter = cache.served(prompt.model).counter
+    if counter.tokenizer is None:
         return True  # trace() says why it cannot run
-    ids = encode(loaded, messages=prompt.messages) if prompt.chat else encode(loaded, prompt.text)
-    if len(ids) <= limit:
+    n = cache.token_count(prompt)
+    if n <= limit:
         return True
-    warning(f"The prompt has {len(ids):,} tokens; this server traces at most {limit:,} tokens per prompt.")
-    if key is not None and getattr(loaded.tokenizer, "is_fast", False):
+    warning(f"The prompt has {n:,} tokens; this server traces at most {limit:,} tokens per prompt.")
+    if key is not None and getattr(counter.tokenizer, "is_fast", False):
         st.button(
             f"Trace the first {limit:,} tokens", key=f"{key}_cut_tokens",
-            on_click=_replace, args=(key, first_tokens(loaded, prompt, limit)),
+            on_click=_replace, args=(key, first_tokens(counter, prompt, limit)),
             help="Shorten the prompt in the text box to the part that fits, then trace it.",
         )  # fmt: skip
     return False
@@ -180,9 +180,7 @@ def run_trace(prompt: cache.Prompt, key: str | None = None) -> Trace | None:
     Bad input (blank, too long, no tokenizer) becomes a warning instead of a traceback.
     """
     try:
-        if not prompt_fits(prompt.text, key) or not tokens_fit(
-            cache.served(prompt.model).counter, prompt, key
-        ):
+        if not prompt_fits(prompt.text, key) or not tokens_fit(prompt, key):
             return None
         store = cache.trace_store()
         future = store.future(prompt)
