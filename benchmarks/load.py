@@ -141,8 +141,8 @@ def tokens_problem(ticks: set[str], animal: str, colour: str) -> str:
 
 
 def question_of(session: int, round_: int) -> str:
-    """A Sources question only this session asks."""
-    return f"Which passage would a {prompt_of(session, round_)[1]} in room {session} read first?"
+    """A Sources question only this session asks, new each round (a repeated one reuses the shared result)."""
+    return f"Which passage would a {prompt_of(session, round_)[1]} in room {session} read first on day {round_}?"
 
 
 async def browser_explore(page, url: str, session: int, round_: int, first: bool, timeout_ms: int) -> Round:
