@@ -1,12 +1,15 @@
-"""Classroom load test: N browser sessions at once against a real ``streamlit run`` on 127.0.0.1.
+"""Classroom load test: N sessions at once against a real ``streamlit run`` on 127.0.0.1.
 
-    python -m benchmarks.load --sessions 30 --seconds 120 --out load.json
+    python -m benchmarks.load --sessions 30 --seconds 120 --out load.json [--client browser]
 
-Every session is its own Playwright context (cookies, websocket, Streamlit session) in one
-Chromium. Sessions start together and, until the time is up, alternate between Explore (a new
-prompt of their own each round, typed into the prompt box after the first visit) and, every
-``--sources-every`` rounds, Sources (a question of their own). Each Explore round checks the page
-shows the session's own tokens and nobody else's; every round checks for errors and tracebacks.
+Each session is a real Streamlit session: by default a client of Streamlit's own websocket protocol
+(:mod:`benchmarks.protocol`: students' browsers on their own machines), or with ``--client browser``
+its own Playwright context in one Chromium on this machine. Sessions start together and, until the
+time is up (and at least until their first Sources round), alternate between Explore (a new prompt
+of their own each round, typed into the prompt box after the first visit) and, every
+``--sources-every`` rounds, Sources (a new question of their own, Answer pressed). Explore rounds
+check the figures show the session's own tokens and nobody else's; Sources rounds check the answer
+(over the protocol: that its export holds the session's question); every round checks for errors.
 The JSON holds latency p50/p95/max per page and the server's peak memory (VmHWM).
 """
 
@@ -142,7 +145,8 @@ def tokens_problem(ticks: set[str], animal: str, colour: str) -> str:
 
 def question_of(session: int, round_: int) -> str:
     """A Sources question only this session asks, new each round (a repeated one reuses the shared result)."""
-    return f"Which passage would a {prompt_of(session, round_)[1]} in room {session} read first on day {round_}?"
+    animal = prompt_of(session, round_)[1]
+    return f"Which passage would a {animal} in room {session} read first on day {round_}?"
 
 
 async def browser_explore(page, url: str, session: int, round_: int, first: bool, timeout_ms: int) -> Round:
@@ -226,7 +230,9 @@ async def rounds(
 ) -> None:
     """Explore rounds, with a Sources round every ``sources_every``-th, until ``deadline``."""
     round_, on_explore = 0, False
-    while time.monotonic() < deadline:
+    # Until the time is up, and at least until the session's first Sources round (a slow machine still
+    # checks both pages).
+    while time.monotonic() < deadline or round_ < sources_every:
         try:
             if sources_every and round_ % sources_every == sources_every - 1:
                 log.rounds.append(await sources(round_))
