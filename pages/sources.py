@@ -33,6 +33,11 @@ def in_words(drop: float) -> str:
     return f"{abs(drop):.2f} nats less likely" if drop >= 0 else f"{abs(drop):.2f} nats more likely"
 
 
+def nats_and_direction(drop: float) -> tuple[str, str]:
+    """A drop as a metric's short value and its direction below it (a long value is cut off in a column)."""
+    return f"{abs(drop):.2f} nats", "answer less likely" if drop >= 0 else "answer more likely"
+
+
 def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | None:
     """Attribute in this model's turn, with a progress bar saying what runs; bad input becomes a warning.
 
@@ -257,13 +262,16 @@ if "ablation" in matrices and "attention" in matrices:
         "Top-1 match", "yes" if agree.top1_match else "no", help="Same top source in both methods?"
     )
     cols[2].metric(
-        f"Without top source {source_labels[faith.top_passage]}", in_words(faith.top_drop),
+        f"Without top source {source_labels[faith.top_passage]}", *nats_and_direction(faith.top_drop),
+        delta_color="off", delta_arrow="off",
         help="The answer's log-probability when the top attention source is removed, compared with all present. "
         "A faithful attention ranking makes this large and positive.",
     )  # fmt: skip
     cols[3].metric(
         f"Without random source {source_labels[faith.random_passage]}",
-        in_words(faith.random_drop),
+        *nats_and_direction(faith.random_drop),
+        delta_color="off",
+        delta_arrow="off",
         help=f"A seeded random other source; on average the others make it {in_words(faith.mean_other_drop)}.",
     )
     if result.ablation is not None and result.ablation.kind == "subsets":
