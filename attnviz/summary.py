@@ -142,8 +142,7 @@ def summarise(
         if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
             done[layer] = running.pop(layer).finish()
 
-    n_tokens = batch.inputs["input_ids"].shape[-1]
-    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, n_tokens))
+    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, batch.inputs))
     forward(loaded, batch.inputs, hooks, last_logits_only=True)
     layers = tuple(sorted(done))
     finished = [done[layer] for layer in layers]

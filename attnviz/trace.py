@@ -39,17 +39,16 @@ MIN_CHUNK_ROWS = 64
 GPU_CHUNK_BYTES = 256 * 2**20
 
 
-def chunk_bytes_for(loaded: LoadedModel, n_tokens: int) -> int:
-    """Bytes of float32 scores (and softmax) per chunk of queries for ``n_tokens`` on the model's device."""
+def chunk_bytes_for(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> int:
+    """Bytes of float32 scores (and softmax) per chunk of queries for ``inputs`` on the model's device.
+
+    Inputs without token ids (a ViT's pixels) take the cache-sized default.
+    """
     if loaded.device.type != "cpu":
         return GPU_CHUNK_BYTES
-    return max(CPU_CHUNK_BYTES, MIN_CHUNK_ROWS * loaded.n_heads * n_tokens * 8)
-
-
-def _n_tokens(inputs: dict[str, torch.Tensor]) -> int:
-    """Token positions of text inputs (0 for other inputs, e.g. a ViT's pixels: the default chunks)."""
     ids = inputs.get("input_ids")
-    return int(ids.shape[-1]) if ids is not None else 0
+    n_tokens = int(ids.shape[-1]) if ids is not None else 0
+    return max(CPU_CHUNK_BYTES, MIN_CHUNK_ROWS * loaded.n_heads * n_tokens * 8)
 
 
 class PromptError(ValueError):
@@ -63,9 +62,8 @@ class Recording:
     layers: dict[Stack, tuple[int, ...]]
     heads: tuple[int, ...] | None
     weights: dict[Stack, np.ndarray]
-    thumbnails: dict[Stack, np.ndarray] = field(
-        default_factory=dict
-    )  # [layers, heads, size, size], batch of 1
+    # Per stack [layers, heads, size, size], reduced during the pass (a batch of one prompt only).
+    thumbnails: dict[Stack, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -140,9 +138,8 @@ def record(
             sums[call.site].add(chosen[0].float(), call.query_start)
         if stack not in buffers:
             shape = (chosen.shape[0], len(wanted[stack]), chosen.shape[1], call.n_queries, call.n_keys)
-            buffers[stack] = torch.empty(
-                shape, dtype=dtype
-            )  # every cell of a recorded layer is written below
+            # Every cell of a recorded layer is written below, so no zero fill first.
+            buffers[stack] = torch.empty(shape, dtype=dtype)
         slot = wanted[stack].index(call.site.layer)
         rows = buffers[stack][:, slot, :, call.query_start : call.query_start + chosen.shape[-2]]
         rows[..., : chosen.shape[-1]] = chosen
@@ -151,7 +148,7 @@ def record(
 
     active = Hooks(
         record=keep, layers=layer_set, ablate=ablate or {}, mask=mask,
-        chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, _n_tokens(inputs)),
+        chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, inputs),
     )  # fmt: skip
     outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only)
     recorded_layers: dict[Stack, tuple[int, ...]] = {}
