@@ -9,13 +9,18 @@ never receives more than a few hundred thousand cells.
 
 from __future__ import annotations
 
+import base64
+import functools
 import html
+import io
 import math
 import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
+from plotly.colors import get_colorscale, sample_colorscale, unlabel_rgb
 
 from attnviz.grid import HeadGrid
 
@@ -60,8 +65,16 @@ def safe_label(token: str) -> str:
 
 
 def axis(title: str = "", **settings: object) -> dict[str, object]:
-    """An axis with the shared tick and title fonts, its margin grown to fit its labels."""
-    return {"tickfont": TICK_FONT, "automargin": True, "title": {"text": title, "font": FONT}, **settings}
+    """An axis with the shared tick and title fonts, its margin grown to fit its labels.
+
+    Tick labels may overflow the plot (``ticklabeloverflow="allow"``): plotly's default for numeric axes
+    ("hide past div") measures every label once per label drawn, 440 ms of a first view's 1 s of
+    drawing in Chromium with 64 token labels (profiled).
+    """
+    return {
+        "tickfont": TICK_FONT, "automargin": True, "ticklabeloverflow": "allow", "title": {"text": title, "font": FONT},
+        **settings,
+    }  # fmt: skip
 
 
 def styled(
@@ -191,17 +204,43 @@ def token_bar(
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)
+def colour_table(colorscale: str, levels: int = 255) -> np.ndarray:
+    """[levels, 3] RGB bytes of a plotly colour scale, interpolated as plotly interpolates it."""
+    colours = sample_colorscale(get_colorscale(colorscale), list(np.linspace(0.0, 1.0, levels)))
+    return np.array([unlabel_rgb(colour) for colour in colours]).round().astype(np.uint8)
+
+
+def png_uri(values: np.ndarray, colorscale: str) -> str:
+    """A [rows, cols] matrix of values in [0, 1] as a PNG data URI in ``colorscale``; NaN cells transparent.
+
+    An 8-bit palette image: 255 colour levels (what the screen shows of a heatmap too) and one
+    transparent entry, about 90 KB where float32 cells took 1 MB.
+    """
+    table = colour_table(colorscale)
+    missing = np.isnan(values)
+    index = np.rint(np.clip(np.where(missing, 0.0, values), 0.0, 1.0) * (len(table) - 1)).astype(np.uint8)
+    index[missing] = len(table)
+    image = Image.fromarray(index, mode="P")
+    image.putpalette(table.ravel().tolist() + [255, 255, 255])
+    with io.BytesIO() as stream:
+        image.save(stream, format="png", transparency=len(table))
+        return "data:image/png;base64," + base64.b64encode(stream.getvalue()).decode("ascii")
+
+
 def head_grid_figure(
     grid: HeadGrid, *, selected: tuple[int, int] | None = None, colorscale: str = "Viridis"
 ) -> go.Figure:
-    """Every head's thumbnail in one heatmap (layers across, heads down), with a clickable point per head.
+    """Every head's thumbnail in one image (layers across, heads down), with a clickable point per head.
 
-    Clicking a head selects its point, whose customdata is (layer, head).
+    Clicking a head selects its point, whose customdata is (layer, head). The mosaic goes to the
+    browser as a PNG, not as a heatmap of float cells: about 90 KB instead of 1 MB for 30 × 9 heads,
+    drawn as one picture instead of 170,000 cells (the thumbnails carry no hover values).
     """
     names = [(layer, head) for layer in grid.layers for head in grid.heads]
     centres = [grid.cell(li, hi) for li in range(len(grid.layers)) for hi in range(len(grid.heads))]
     traces = [
-        go.Heatmap(z=grid.mosaic, colorscale=colorscale, showscale=False, hoverinfo="skip", zmin=0, zmax=1),
+        go.Image(source=png_uri(grid.mosaic, colorscale), hoverinfo="skip"),
         go.Scatter(
             x=[c[0] for c in centres],
             y=[c[1] for c in centres],

@@ -20,17 +20,27 @@ from playwright.sync_api import Page, sync_playwright
 
 from benchmarks.browser import CHROMIUM_ARGS, block_external, chromium_path, streamlit_server, wait_idle
 
-# Remember every figure drawn so far, so a finished run can be told from the one before it.
-MARK_DRAWN = (
-    "() => { window.__drawn = new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.data)); }"
-)
-# The script is idle and the first figure (the head grid) holds data the previous run did not draw.
-NEW_GRID_DRAWN = """() => {
+# Remember every figure drawn so far, so a finished run can be told from the one before it, and watch for
+# the script to start running: a figure redrawn before the new run starts must not count as its result.
+MARK_DRAWN = """() => {
+  window.__drawn = new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.data));
+  window.__ran = false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__watch?.disconnect();
+  window.__watch = new MutationObserver(() => {
+    if (app.dataset.testScriptState === 'running') { window.__ran = true; }
+  });
+  window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+# The script is idle and the first figure (the head grid) holds data (a freshly opened page).
+GRID_DRAWN = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   const grid = document.querySelector('.js-plotly-plot');
-  return !!(app && app.dataset.testScriptState === 'notRunning' && grid && grid.data && grid.data.length
-            && !(window.__drawn || new Set()).has(grid.data));
+  return !!(app && app.dataset.testScriptState === 'notRunning' && grid && grid.data && grid.data.length);
 }"""
+# After MARK_DRAWN: the script ran and is idle again, and the grid holds data the previous run did not draw.
+NEW_GRID_DRAWN = f"""() => window.__ran && ({GRID_DRAWN})()
+  && !window.__drawn.has(document.querySelector('.js-plotly-plot').data)"""
 TIMEOUT_MS = 600_000
 
 
@@ -66,7 +76,7 @@ def first_views(prompts: list[tuple[int, str]]) -> list[dict[str, float]]:
         received = _count_bytes(page)
         page.goto(f"{url}/explore?{urlencode({'prompt': 'Warm up the model.'})}")
         wait_idle(page, timeout_ms=TIMEOUT_MS)
-        page.wait_for_function(NEW_GRID_DRAWN, timeout=TIMEOUT_MS)
+        page.wait_for_function(GRID_DRAWN, timeout=TIMEOUT_MS)
         for tokens, text in prompts:
             seconds, n_bytes = _type_prompt(page, text, received)
             results.append({"tokens": tokens, "seconds": seconds, "bytes": float(n_bytes)})
@@ -83,7 +93,7 @@ def time_to_first_page() -> float:
         start = time.perf_counter()
         with streamlit_server() as url:
             page.goto(f"{url}/explore")
-            page.wait_for_function(NEW_GRID_DRAWN, timeout=TIMEOUT_MS, polling=50)
+            page.wait_for_function(GRID_DRAWN, timeout=TIMEOUT_MS, polling=50)
             seconds = time.perf_counter() - start
         browser.close()
     return seconds

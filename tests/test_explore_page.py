@@ -44,7 +44,7 @@ def test_default_view_shows_grid_detail_and_url_state() -> None:
     assert_clean(at)
     assert "30 layers × 9 heads" in at.caption[0].value
     grid = chart_specs(at)[0]
-    assert [t["type"] for t in grid["data"]] == ["heatmap", "scatter"]
+    assert [t["type"] for t in grid["data"]] == ["image", "scatter"]
     assert len(grid["data"][1]["customdata"]) == 270
     assert "Layer 0, head 0" in titles(at)[1]
     assert at.query_params["layer"] == "0" and at.query_params["model"] == "smollm2-135m-instruct"

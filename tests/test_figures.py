@@ -1,12 +1,18 @@
-"""Figures: token labels are escaped, repeated tokens stay apart, long matrices stay small."""
+"""Figures: token labels are escaped, repeated tokens stay apart, long matrices stay small, the head grid
+is a picture of its mosaic."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import numpy as np
+from PIL import Image
+from plotly.colors import sample_colorscale, unlabel_rgb
 
-from attnviz.figures import attention_heatmap, downsample
+from attnviz.figures import attention_heatmap, downsample, head_grid_figure
+from attnviz.grid import head_grid
 
 
 def test_repeated_tokens_keep_their_own_columns_and_labels_are_escaped() -> None:
@@ -26,3 +32,22 @@ def test_long_matrices_are_block_averaged_and_sent_as_numbers() -> None:
     payload = attention_heatmap(weights, ["a"] * 1024, ["b"] * 1024).to_json()
     assert len(payload) < 500_000  # 65,536 float32 cells in base64; per-cell hover strings made it 1.5 MB
     assert json.loads(payload)["data"][0]["x"][0] == "tokens 0–3"
+
+
+def test_head_grid_is_a_png_of_the_mosaic_in_the_colour_scale_with_clear_gaps() -> None:
+    attention = np.random.default_rng(1).random((3, 2, 40, 40)).astype(np.float16)
+    grid = head_grid(attention, (0, 1, 2), (0, 1), size=8, gap=2)
+    spec = json.loads(head_grid_figure(grid, selected=(2, 1), colorscale="Magma").to_json())
+    image, points = spec["data"]
+    assert image["type"] == "image" and len(points["customdata"]) == 6
+    assert points["customdata"][5] == [2, 1] and (points["x"][5], points["y"][5]) == grid.cell(2, 1)
+    png = Image.open(io.BytesIO(base64.b64decode(image["source"].split(",", 1)[1]))).convert("RGBA")
+    pixels = np.asarray(png)
+    assert pixels.shape[:2] == grid.mosaic.shape
+    gaps = np.isnan(grid.mosaic)
+    assert (pixels[gaps, 3] == 0).all() and (pixels[~gaps, 3] == 255).all()
+    # Each cell is plotly's own colour for its value, to one of 255 levels.
+    values = grid.mosaic[~gaps]
+    expected = np.array([unlabel_rgb(c) for c in sample_colorscale("Magma", list(values.astype(float)))])
+    assert np.abs(pixels[~gaps, :3] - expected).max() <= 3
+    assert len(image["source"]) < len(json.dumps(grid.mosaic[~gaps].tolist())) / 2

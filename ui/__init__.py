@@ -5,6 +5,8 @@ Pages import from here and from :mod:`attnviz`; the library never imports Stream
 
 import os
 
-# Before torch loads OpenMP: idle OpenMP threads that spin steal the cores a busy shared server's
-# other threads need (measured: a 17-token trace took 12 s instead of 1.3 s under load).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads OpenMP: idle OpenMP threads spin for about 0.3 ms, not libgomp's default 3 ms.
+# Spinning that long stole the cores a busy shared server's other threads need (a 17-token trace took
+# 12 s instead of 1.3 s under load), while no spinning at all (OMP_WAIT_POLICY=PASSIVE) made every
+# trace about 1.5x slower: each of its many small parallel operations waited for a sleeping thread.
+os.environ.setdefault("GOMP_SPINCOUNT", "30000")
