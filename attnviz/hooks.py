@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -97,6 +98,8 @@ class Hooks:
     mask: torch.Tensor | None = None
     mask_stacks: tuple[Stack, ...] = ("encoder", "decoder")
     chunk_bytes: int | None = None
+    # Every layer of a forward pass gets the same mask tensor: each chunk's key width is found once.
+    widths: WeakIdKeyDictionary = field(default_factory=WeakIdKeyDictionary, repr=False, compare=False)
 
     def records(self, site: Site) -> bool:
         """Whether ``record`` wants this site (``layers`` None means every layer)."""
@@ -229,15 +232,22 @@ def attnviz_attention(
         attention_mask = _additive(hooks.mask[k_len - q_len : k_len, :k_len], query)
     elif attention_mask is None:
         attention_mask = _causal(module, query, key, kwargs.get("is_causal"))
+    given_mask = attention_mask
     if attention_mask is not None:
         attention_mask = attention_mask[..., :k_len]
     chunk = q_len if hooks is None or hooks.chunk_bytes is None else _chunk_rows(query, k_len, hooks.chunk_bytes)
+    widths = hooks.widths.setdefault(given_mask, {}) if hooks is not None and given_mask is not None else {}
     output = query.new_empty((*query.shape[:-1], value.shape[-1]))
     weights = None
     for start in range(0, q_len, chunk):
         rows = slice(start, min(start + chunk, q_len))
         mask_rows = _rows(attention_mask, rows)
-        width = k_len if chunk == q_len else _last_key(mask_rows, k_len)
+        if chunk == q_len:
+            width = k_len
+        else:
+            if (rows.start, rows.stop, k_len) not in widths:
+                widths[rows.start, rows.stop, k_len] = _last_key(mask_rows, k_len)
+            width = widths[rows.start, rows.stop, k_len]
         scores = _scores(
             query[:, :, rows], key[:, :, :width], _keys(mask_rows, width), _keys(_rows(position_bias, rows), width),
             scaling, softcap,

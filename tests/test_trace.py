@@ -79,6 +79,17 @@ def test_queries_in_chunks_match_eager(tiny, family: str) -> None:
     assert_matches_eager(tiny(family), padded_batch(tiny(family)), chunk_bytes=1)
 
 
+def test_each_chunks_key_width_is_found_once_per_forward(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layer shares the model's mask, so a chunk's last visible key is computed for the first layer only."""
+    loaded = tiny("llama")
+    inputs = padded_batch(loaded)
+    calls = []
+    real = attnviz.hooks._last_key
+    monkeypatch.setattr(attnviz.hooks, "_last_key", lambda *args: calls.append(1) or real(*args))
+    record(loaded, inputs, chunk_bytes=1)
+    assert len(calls) == inputs["input_ids"].shape[1] and loaded.n_layers > 1
+
+
 def test_vit_matches_eager(tiny) -> None:
     loaded = tiny("vit")
     pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
