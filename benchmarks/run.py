@@ -6,8 +6,10 @@ logits, float32 maps) and like-for-like with our trace (last-position logits, ma
 float16). ``trace_full`` is exactly what Explore runs (``trace(..., float16=True)``).
 Each (variant, size) runs in a fresh subprocess so peak memory is its own: the process
 resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the model and reads
-``VmHWM`` after the measured work. Times are the best of a few runs; browser times the
-median of several.
+``VmHWM`` after the measured work. The SDPA forward and our traces are then timed again in turns in
+one process (``_paired``), and their medians are the times reported: the machine drifts too much
+between processes for ratios of separate runs. Eager times are the best of a few runs in their own
+process; browser times the median of several.
 
 The module is a little over 400 lines on purpose: every measured variant sits next to its
 baseline in one worker (``_variant``), so a reader can check that each ratio compares like with like.
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchmarks.quality import attribution_quality, format_quality
@@ -36,6 +38,8 @@ QUICK_SIZES = (32,)
 QUICK_QUALITY_CASES = 2
 FIRST_VIEW_SIZES = (512, 1024)  # timed FIRST_VIEW_RUNS times each; other sizes once, for their payload
 FIRST_VIEW_RUNS = 3
+PAIRED = ("sdpa_forward", "trace_full", "trace_layer")  # timed in turns in one process (see _paired)
+PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; larger sizes 3
 BERTVIZ_MAX_TOKENS = 128  # bertviz's own model view of all 270 heads is ~120 MB here already (grows n²)
 WARM_UP_TOKENS = 16
 PAYLOAD_BUDGET = 2e6  # bytes: the Explore first view's budget
@@ -111,7 +115,7 @@ def _timed(work: Callable[[], object], repeats: int) -> Measurement:
     return Measurement(seconds=best, peak_mb=peak)
 
 
-def _baseline(loaded: "LoadedModel", name: str, inputs: dict, repeats: int) -> Measurement:  # noqa: F821
+def _baseline_work(loaded: "LoadedModel", name: str, inputs: dict) -> Callable[[], object]:  # noqa: F821
     """The same weights under transformers' own attention: SDPA forward, or eager with attention maps.
 
     Warmed up on a short prefix, so the first timed run's peak memory is not hidden by heap
@@ -137,7 +141,52 @@ def _baseline(loaded: "LoadedModel", name: str, inputs: dict, repeats: int) -> M
             return outputs
 
     run({key: value[:, :WARM_UP_TOKENS] for key, value in inputs.items()})
-    return _timed(run, repeats)
+    return run
+
+
+def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], object]:  # noqa: F821
+    """Our trace of ``text``: all maps as Explore traces them, or one layer's; warmed up like the baselines."""
+    import torch
+
+    import attnviz
+    from attnviz.trace import record
+
+    work: dict[str, Callable[[str], object]] = {
+        # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
+        "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
+        "trace_layer": lambda given: record(
+            loaded, {"input_ids": torch.tensor([loaded.tokenizer(given)["input_ids"]])},
+            layers=[loaded.n_layers // 2], last_logits_only=True,
+        ),
+    }  # fmt: skip
+    work[name](prompt_text(loaded.tokenizer, WARM_UP_TOKENS))
+    return lambda: work[name](text)
+
+
+def _paired(tokens: int) -> dict[str, list[float]]:
+    """Seconds of each PAIRED variant, timed in turns round after round in this one process.
+
+    The machine's speed drifts by ±20% over minutes (measured); variants timed side by side share
+    the drift, so the ratio of their medians is far steadier than best-of-runs in separate processes.
+    """
+    import torch
+
+    import attnviz
+
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    loaded = attnviz.load_model(MODEL)
+    text = prompt_text(loaded.tokenizer, tokens)
+    inputs = {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
+    works = {"sdpa_forward": _baseline_work(loaded, "sdpa_forward", inputs)}
+    works |= {name: _trace_work(loaded, name, text) for name in PAIRED[1:]}
+    times: dict[str, list[float]] = {name: [] for name in PAIRED}
+    for _ in range(PAIRED_ROUNDS.get(tokens, 3)):
+        for name, work in works.items():
+            start = time.perf_counter()
+            result = work()
+            times[name].append(time.perf_counter() - start)
+            del result
+    return times
 
 
 def _variant(name: str, tokens: int) -> Measurement:
@@ -154,7 +203,6 @@ def _variant(name: str, tokens: int) -> Measurement:
         folder = BUILTINS[MODEL].package_dir()
         return _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF), 1)
     import attnviz
-    from attnviz.trace import record
 
     if name == "load_cached":
         attnviz.load_model(MODEL)  # make sure the conversion exists; the timed load is a cache hit
@@ -167,18 +215,8 @@ def _variant(name: str, tokens: int) -> Measurement:
     if name in {"bertviz_model_view", "ours_bertviz_view"}:
         return _bertviz_bytes(loaded, name, text)
     if name in {"sdpa_forward", "eager_user", "eager_like"}:
-        return _baseline(loaded, name, inputs, repeats)
-    short = prompt_text(loaded.tokenizer, WARM_UP_TOKENS)
-    work: dict[str, Callable[[str], object]] = {
-        # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
-        "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
-        "trace_layer": lambda given: record(
-            loaded, {"input_ids": torch.tensor([loaded.tokenizer(given)["input_ids"]])},
-            layers=[loaded.n_layers // 2], last_logits_only=True,
-        ),
-    }  # fmt: skip
-    work[name](short)  # warm-up on a short prefix (see _baseline)
-    return _timed(lambda: work[name](text), repeats)
+        return _timed(_baseline_work(loaded, name, inputs), repeats)
+    return _timed(_trace_work(loaded, name, text), repeats)
 
 
 def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement:  # noqa: F821
@@ -221,13 +259,18 @@ def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821
     return _timed(lambda: ablate_sources(loaded, prompt, answer, base), 1)
 
 
-def _run_variant(name: str, tokens: int) -> Measurement:
-    """Measure a variant in a fresh subprocess so its peak memory is its own."""
+def _run_worker(name: str, tokens: int) -> dict:
+    """Run a worker (a variant, or ``paired``) in a fresh subprocess so its peak memory is its own; its JSON."""
     command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
-    return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_variant(name: str, tokens: int) -> Measurement:
+    """Measure a variant in a fresh subprocess so its peak memory is its own."""
+    return Measurement(**_run_worker(name, tokens))
 
 
 def _row(
@@ -326,6 +369,9 @@ def _speed_rows(tokens: int, progress: Callable[[str], None]) -> tuple[list[Row]
     for name in ("sdpa_forward", "eager_user", "eager_like", "trace_full", "trace_layer"):
         progress(f"{name} @ {tokens}")
         measured[name] = _run_variant(name, tokens)
+    progress(f"{', '.join(PAIRED)} in turns @ {tokens}")
+    for name, seconds in _run_worker("paired", tokens).items():  # their times: medians taken side by side
+        measured[name] = replace(measured[name], seconds=statistics.median(seconds))
     full, sdpa, like = measured["trace_full"], measured["sdpa_forward"], measured["eager_like"]
     memory = lambda m: Measurement(0.0, m.peak_mb, m.peak_mb)  # noqa: E731
     rows = [
@@ -433,8 +479,8 @@ def format_report(result: dict[str, object]) -> str:
 
 
 def _worker(name: str, tokens: int) -> None:
-    measurement = _variant(name, tokens)
-    print(json.dumps(asdict(measurement)))
+    result = _paired(tokens) if name == "paired" else asdict(_variant(name, tokens))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
