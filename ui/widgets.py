@@ -186,18 +186,21 @@ def run_trace(prompt: cache.Prompt, key: str | None = None) -> Trace | None:
         future = store.future(prompt)
         if not future.done():
             with st.spinner("Running the model…"):
-                status = st.empty()
+                status, shown = st.empty(), ""
                 while True:
                     try:
                         future.result(timeout=0.3)
                         break
                     except TimeoutError:
                         ahead = store.queue_position(prompt, future)
-                        status.caption(
+                        text = (
                             f"Queued: {ahead} request(s) ahead of yours on this shared model."
                             if ahead
                             else "Tracing your prompt (together with others sent at the same moment)…"
                         )
+                        if text != shown:  # an unchanged caption sent again still redraws the page
+                            status.caption(text)
+                            shown = text
                 status.empty()
         return future.result()
     except PromptError as problem:
