@@ -2,7 +2,9 @@
 
 ``first_view``: with Explore open and the model warm, type a new prompt into the sidebar
 (Ctrl+Enter) and time until the script is idle and the head grid shows the new prompt's
-figure; websocket bytes received on the way are the first view's payload.
+figure; websocket bytes received on the way are the first view's payload. Right after each view,
+with the server idle, this process times one SDPA forward of the same text: the ratio's baseline,
+taken within seconds of its view, because the machine's speed drifts by ±20% over minutes.
 ``time_to_first_page``: from ``streamlit run`` until Explore shows its traced default prompt.
 Run as ``python -m benchmarks.first_view PROMPTS.json`` (a JSON list of [tokens, text]); prints one
 JSON line. Called by ``python -m benchmarks``; needs the test set-up (Debian Chromium).
@@ -11,8 +13,10 @@ JSON line. Called by ``python -m benchmarks``; needs the test set-up (Debian Chr
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -66,9 +70,32 @@ def _type_prompt(page: Page, text: str, received: list[int]) -> tuple[float, int
     return time.perf_counter() - start, received[0] - before
 
 
+def _sdpa_forward() -> Callable[[str], float]:
+    """Seconds of one SDPA forward of a text (last logits only), timed in this process."""
+    import torch
+
+    import attnviz
+    from benchmarks.run import MODEL, WARM_UP_TOKENS, baseline_work, prompt_text
+
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    loaded = attnviz.load_model(MODEL)
+    encode = lambda text: {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}  # noqa: E731
+    run = baseline_work(loaded, "sdpa_forward", encode(prompt_text(loaded.tokenizer, WARM_UP_TOKENS)))
+
+    def seconds(text: str) -> float:
+        inputs = encode(text)
+        start = time.perf_counter()
+        run(inputs)
+        return time.perf_counter() - start
+
+    return seconds
+
+
 def first_views(prompts: list[tuple[int, str]]) -> list[dict[str, float]]:
-    """One timed first view per prompt, in one app and one browser tab (the model loaded and warm)."""
+    """One timed first view per prompt, in one app and one browser tab (the model loaded and warm),
+    each followed by an SDPA forward of its text."""
     results = []
+    forward = _sdpa_forward()
     with streamlit_server() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -79,7 +106,10 @@ def first_views(prompts: list[tuple[int, str]]) -> list[dict[str, float]]:
         page.wait_for_function(GRID_DRAWN, timeout=TIMEOUT_MS)
         for tokens, text in prompts:
             seconds, n_bytes = _type_prompt(page, text, received)
-            results.append({"tokens": tokens, "seconds": seconds, "bytes": float(n_bytes)})
+            page.wait_for_timeout(500)  # the server and browser settle before the forward is timed
+            results.append(
+                {"tokens": tokens, "seconds": seconds, "bytes": float(n_bytes), "forward": forward(text)}
+            )
         browser.close()
     return results
 
