@@ -236,18 +236,14 @@ def attnviz_attention(
     if attention_mask is not None:
         attention_mask = attention_mask[..., :k_len]
     chunk = q_len if hooks is None or hooks.chunk_bytes is None else _chunk_rows(query, k_len, hooks.chunk_bytes)
-    widths = hooks.widths.setdefault(given_mask, {}) if hooks is not None and given_mask is not None else {}
+    shared = hooks is not None and given_mask is not None and chunk < q_len
+    widths = hooks.widths.setdefault(given_mask, {}) if shared else {}
     output = query.new_empty((*query.shape[:-1], value.shape[-1]))
     weights = None
     for start in range(0, q_len, chunk):
         rows = slice(start, min(start + chunk, q_len))
         mask_rows = _rows(attention_mask, rows)
-        if chunk == q_len:
-            width = k_len
-        else:
-            if (rows.start, rows.stop, k_len) not in widths:
-                widths[rows.start, rows.stop, k_len] = _last_key(mask_rows, k_len)
-            width = widths[rows.start, rows.stop, k_len]
+        width = k_len if chunk == q_len else _known_last_key(widths, mask_rows, rows, k_len)
         scores = _scores(
             query[:, :, rows], key[:, :, :width], _keys(mask_rows, width), _keys(_rows(position_bias, rows), width),
             scaling, softcap,
@@ -298,6 +294,16 @@ def _rows(tensor: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
 
 def _keys(tensor: torch.Tensor | None, width: int) -> torch.Tensor | None:
     return tensor if tensor is None else tensor[..., :width]
+
+
+def _known_last_key(
+    widths: dict[tuple[int, int, int], int], mask: torch.Tensor | None, rows: slice, n_keys: int
+) -> int:
+    """:func:`_last_key` of a chunk of query rows, kept in ``widths`` (one pass's) for the later layers."""
+    key = (rows.start, rows.stop, n_keys)
+    if key not in widths:
+        widths[key] = _last_key(mask, n_keys)
+    return widths[key]
 
 
 def _last_key(mask: torch.Tensor | None, n_keys: int) -> int:

@@ -75,15 +75,15 @@ def _sdpa_forward() -> Callable[[str], float]:
     import torch
 
     import attnviz
-    from benchmarks.run import MODEL, WARM_UP_TOKENS, baseline_work, prompt_text
+    from benchmarks.run import MODEL, WARM_UP_TOKENS, baseline_work, input_ids, prompt_text
 
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     loaded = attnviz.load_model(MODEL)
-    encode = lambda text: {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}  # noqa: E731
-    run = baseline_work(loaded, "sdpa_forward", encode(prompt_text(loaded.tokenizer, WARM_UP_TOKENS)))
+    warm_up = input_ids(loaded, prompt_text(loaded.tokenizer, WARM_UP_TOKENS))
+    run = baseline_work(loaded, "sdpa_forward", warm_up)
 
     def seconds(text: str) -> float:
-        inputs = encode(text)
+        inputs = input_ids(loaded, text)
         start = time.perf_counter()
         run(inputs)
         return time.perf_counter() - start

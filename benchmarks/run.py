@@ -100,6 +100,13 @@ def prompt_text(tokenizer, tokens: int, variant: int = 0) -> str:  # noqa: ANN00
     return tokenizer.decode(ids)
 
 
+def input_ids(loaded: "LoadedModel", text: str) -> dict:  # noqa: F821
+    """The model inputs of ``text``: its token ids as a batch of one."""
+    import torch
+
+    return {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
+
+
 def _timed(work: Callable[[], object], repeats: int) -> Measurement:
     """Best-of-``repeats`` time of ``work`` and its peak memory above the RSS before it."""
     best = float("inf")
@@ -146,8 +153,6 @@ def baseline_work(loaded: "LoadedModel", name: str, inputs: dict) -> Callable[[]
 
 def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], object]:  # noqa: F821
     """Our trace of ``text``: all maps as Explore traces them, or one layer's; warmed up like the baselines."""
-    import torch
-
     import attnviz
     from attnviz.trace import record
 
@@ -155,8 +160,7 @@ def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], obj
         # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
         "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
         "trace_layer": lambda given: record(
-            loaded, {"input_ids": torch.tensor([loaded.tokenizer(given)["input_ids"]])},
-            layers=[loaded.n_layers // 2], last_logits_only=True,
+            loaded, input_ids(loaded, given), layers=[loaded.n_layers // 2], last_logits_only=True
         ),
     }  # fmt: skip
     work[name](prompt_text(loaded.tokenizer, WARM_UP_TOKENS))
@@ -176,7 +180,7 @@ def _paired(tokens: int) -> dict[str, list[float]]:
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     loaded = attnviz.load_model(MODEL)
     text = prompt_text(loaded.tokenizer, tokens)
-    inputs = {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
+    inputs = input_ids(loaded, text)
     works = {"sdpa_forward": baseline_work(loaded, "sdpa_forward", inputs)}
     works |= {name: _trace_work(loaded, name, text) for name in PAIRED[1:]}
     times: dict[str, list[float]] = {name: [] for name in PAIRED}
@@ -209,7 +213,7 @@ def _variant(name: str, tokens: int) -> Measurement:
         return _timed(lambda: attnviz.load_model(MODEL), 2)
     loaded = attnviz.load_model(MODEL)
     text = prompt_text(loaded.tokenizer, tokens)
-    inputs = {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
+    inputs = input_ids(loaded, text)
     if name.startswith("attribution_"):
         return _attribution(loaded, name)
     if name in {"bertviz_model_view", "ours_bertviz_view"}:
