@@ -38,8 +38,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(timeout: float = 90.0, started: list[subprocess.Popen] | None = None) -> Iterator[str]:
-    """Run ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL (its process goes to ``started``)."""
+def streamlit_server(
+    timeout: float = 90.0,
+    started: list[subprocess.Popen] | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """Run ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL (its process goes to ``started``).
+
+    ``env`` adds to this process's environment; ``log_path`` keeps the server's output (else discarded)."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -47,8 +54,10 @@ def streamlit_server(timeout: float = 90.0, started: list[subprocess.Popen] | No
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
     # The log goes to a file: an unread pipe fills up under load and then blocks the server.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    log = log_path.open("w+b") if log_path else tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ | (env or {})
+    )
     if started is not None:
         started.append(process)
     url = f"http://127.0.0.1:{port}"

@@ -351,17 +351,12 @@ def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: 
             )
             note = f"our bertviz model view ({ours.detail}) vs bertviz's own model_view ({theirs.detail}), same trace"
             rows.append(_row("payload_bertviz", tokens, ours, theirs, note))
-    first_page = Measurement(float(measured["time_to_first_page"]), None)
     target = Measurement(FIRST_PAGE_TARGET, None)
-    rows.append(
-        _row(
-            "time_to_first_page",
-            0,
-            first_page,
-            target,
-            "streamlit run to Explore's traced prompt drawn vs the 5 s target",
-        )
-    )
+    for case, note in (
+        ("time_to_first_page", "streamlit run to Explore's traced prompt drawn vs the 5 s target"),
+        ("first_page_started", "the same, Explore opened once the server has started (model preloaded), vs 5 s"),
+    ):
+        rows.append(_row(case, 0, Measurement(float(measured[case]), None), target, note))
     return rows
 
 
