@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers.utils import ModelOutput
 
-from attnviz import hooks
+from attnviz import devices, hooks
 from attnviz.grid import THUMBNAIL, ThumbnailSums
 from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.loading import Kind, LoadedModel
@@ -189,7 +189,11 @@ def forward(
     inputs = {
         name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()
     }
-    with loaded.lock, torch.inference_mode(), hooks.active(active):
+    # Token ids (encoder and decoder) size the pass; an image model's pixels are never a small pass.
+    ids = [value for name, value in inputs.items() if name.endswith("input_ids") and torch.is_tensor(value)]
+    tokens = sum(value.numel() for value in ids) if ids else None
+    threads = devices.cpu_threads_for(tokens, loaded.device)
+    with loaded.lock, torch.inference_mode(), hooks.active(active), threads:
         return loaded.model(**inputs, **extra)
 
 

@@ -47,7 +47,7 @@ def test_serving_app_py_builds_an_st_app_without_waiting_for_torch() -> None:
 def test_the_server_loads_its_models_before_any_page_asks(
     tiny_model_dir: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    """With no browser connected, ``streamlit run`` loads ATTNVIZ_PRELOAD's models; a bad name is logged."""
+    """With no browser connected, ``streamlit run`` loads and warms up ATTNVIZ_PRELOAD's models; a bad name is logged."""
     folder = tiny_model_dir("llama")
     log = tmp_path / "server.log"
     preload = {"ATTNVIZ_PRELOAD": f"{folder}, no-such-model"}
@@ -57,4 +57,5 @@ def test_the_server_loads_its_models_before_any_page_asks(
             time.sleep(0.5)
     text = log.read_text()
     assert f"Preloaded {folder}" in text
+    assert "no warm-up trace" not in text  # the tiny model was traced through the pages' path too
     assert "Could not preload no-such-model" in text

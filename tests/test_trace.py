@@ -223,7 +223,8 @@ def test_last_logits_only_matches_the_full_last_row(smollm2) -> None:
     full, _ = record(smollm2, inputs, layers=[])
     last, _ = record(smollm2, inputs, layers=[], last_logits_only=True)
     assert last.logits.shape[1] == 1
-    np.testing.assert_allclose(last.logits[0, -1].numpy(), full.logits[0, -1].numpy(), atol=1e-5)
+    # One row through lm_head is a different matmul shape from all rows: float32 rounding only.
+    np.testing.assert_allclose(last.logits[0, -1].numpy(), full.logits[0, -1].numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_causal_mask_is_skipped_exactly_where_sdpa_skips_it() -> None:

@@ -3,7 +3,8 @@
 ``streamlit run app.py`` serves app.py's ``st.App``; its lifespan starts a background thread that
 imports torch and transformers (5-8 s on 2 cores) and loads ``ATTNVIZ_PRELOAD`` (default: the
 built-in default model; comma-separated names; empty for none) into the same ``st.cache_resource``
-the pages use. A page that asks meanwhile waits for that load instead of starting its own.
+the pages use, then traces one short prompt through the pages' path (``warm_up``). A page that asks
+meanwhile waits for that load instead of starting its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from streamlit.logger import get_logger
 
 LOGGER = get_logger(__name__)
+WARM_UP_TEXT = "The server traces this once while it starts."
 
 
 def preload_names() -> list[str]:
@@ -27,18 +29,36 @@ def preload_names() -> list[str]:
     return [name.strip() for name in given.split(",") if name.strip()]
 
 
+def warm_up(name: str) -> None:
+    """Trace one short prompt through the pages' own path and build its head grid figure, so the first
+    visitor's run pays no first-call costs (kernel set-up, plotly's validators, pandas' import: about 1.5 s)."""
+    import pandas  # noqa: F401 - the pages' tables; imported here rather than in the first visitor's run
+
+    from attnviz import figures
+    from attnviz.trace import stacks_of
+    from ui import cache
+
+    prompt = cache.Prompt(name, WARM_UP_TEXT)
+    figures.head_grid_figure(cache.grid(prompt, stacks_of(cache.prompt_trace(prompt))[0]))
+
+
 def preload() -> None:
-    """Load each start-up model into the pages' shared cache; a failure is only logged (the page shows it)."""
+    """Load and warm up each start-up model in the pages' shared cache; failures are only logged (a page
+    that asks for the model shows its error readably)."""
     start = time.perf_counter()
     from ui import cache  # torch and transformers: the slow imports this thread exists for
 
     for name in preload_names():
         try:
             cache.served(name)
-        except Exception as problem:  # noqa: BLE001 - any load error is the page's to show, readably
+        except Exception as problem:  # noqa: BLE001 - any load error is the page's to show
             LOGGER.warning("Could not preload %s: %s", name, problem)
-        else:
-            LOGGER.info("Preloaded %s %.1f s after start-up", name, time.perf_counter() - start)
+            continue
+        try:
+            warm_up(name)
+        except Exception as problem:  # noqa: BLE001 - e.g. a vision model has no text to trace
+            LOGGER.info("%s: no warm-up trace (%s)", name, problem)
+        LOGGER.info("Preloaded %s %.1f s after start-up", name, time.perf_counter() - start)
 
 
 @asynccontextmanager
