@@ -90,6 +90,8 @@ def cpu_threads_for(tokens: int | None, device: torch.device) -> Iterator[None]:
     if device.type != "cpu" or tokens is None or tokens > SMALL_PASS_TOKENS or before == 1:
         yield
         return
+    # torch's setting is process-wide: a pass of another model starting meanwhile may also get one thread
+    # (slower at worst); passes of one model never overlap (its lock).
     torch.set_num_threads(1)
     try:
         yield
