@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz import masks, variants
+from attnviz import devices, masks, variants
 from attnviz.hooks import AttentionCall, Hooks
 from attnviz.loading import LoadedModel
 from attnviz.tokens import display_tokens
@@ -228,7 +228,10 @@ def first_layer(
     attn = layer.self_attn
     head_dim = attn.head_dim
     rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb  # the family's own RoPE function
-    with loaded.lock, torch.inference_mode():
+    # On as many threads as the model's own pass of these ids (trace.forward), so the check compares like
+    # with like: a different thread count can round a matmul differently.
+    threads = devices.cpu_threads_for(len(ids), loaded.device)
+    with loaded.lock, torch.inference_mode(), threads:
         input_ids = torch.tensor([ids])
         embeddings = backbone.embed_tokens(input_ids).float()
         x = layer.input_layernorm(embeddings)
