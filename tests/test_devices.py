@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -49,32 +51,35 @@ def test_cuda_trace_and_summary_equal_the_cpu(tiny_model_dir) -> None:
     np.testing.assert_allclose(summarise(gpu, text).thumbnails, summarise(cpu, text).thumbnails, atol=5e-2)
 
 
+@pytest.fixture()
+def two_threads() -> Iterator[None]:
+    """torch on two threads, as the app sets it, for one test; the previous setting back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(
     ("tokens", "device", "inside"),
     [(SMALL_PASS_TOKENS, "cpu", 1), (SMALL_PASS_TOKENS + 1, "cpu", 2), (None, "cpu", 2), (8, "cuda", 2)],
 )
-def test_only_a_small_cpu_pass_runs_on_one_thread(tokens: int | None, device: str, inside: int) -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with cpu_threads_for(tokens, torch.device(device)):
-            seen = torch.get_num_threads()
-        assert (seen, torch.get_num_threads()) == (inside, 2)  # and the setting is back afterwards
-    finally:
-        torch.set_num_threads(before)
+def test_only_a_small_cpu_pass_runs_on_one_thread(
+    two_threads: None, tokens: int | None, device: str, inside: int
+) -> None:
+    with cpu_threads_for(tokens, torch.device(device)):
+        seen = torch.get_num_threads()
+    assert (seen, torch.get_num_threads()) == (inside, 2)  # and the setting is back afterwards
 
 
-def test_the_models_forward_sees_one_thread_for_a_short_prompt(tiny) -> None:
+def test_the_models_forward_sees_one_thread_for_a_short_prompt(tiny, two_threads: None) -> None:
     """Observed inside the real model's forward: a short prompt's pass on one thread, a long one on two."""
     loaded = tiny("llama")
     seen: list[int] = []
     handle = loaded.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
     try:
         attnviz.trace(loaded, "a b c")
         attnviz.trace(loaded, " ".join(["word"] * (SMALL_PASS_TOKENS + 8)))
     finally:
         handle.remove()
-        torch.set_num_threads(before)
     assert seen == [1, 2]
