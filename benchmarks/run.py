@@ -249,11 +249,11 @@ def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821
     from attnviz.passage_attention import answer_logprobs, passage_attention
     from attnviz.passages import build_prompt
     from attnviz.source_ablation import ablate_sources
-    from benchmarks.quality import RAG_CASES
+    from benchmarks.quality import read_cases
 
-    cases = [json.loads(line) for line in RAG_CASES.read_text().splitlines() if line.strip()]
-    question = cases[0]["question"]
-    passages = cases[0]["passages"] + cases[1]["passages"]  # 8 passages, the answer in one
+    first, second = (rag.case for rag in read_cases()[:2])
+    question = first.question
+    passages = first.passages + second.passages  # 8 passages, the answer in one
     prompt = build_prompt(loaded, question, passages)
     answer = generate_answer(loaded, prompt.ids, max_new_tokens=24)  # generation is not timed
     if name == "attribution_attention":
@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["rows"] = [asdict(r) for r in rows]
         print(format_table(rows))
     if "quality" not in args.skip:
-        report("attribution quality on rag_demo")
+        report("attribution quality on the shipped cases")
         quality = attribution_quality(MODEL, QUICK_QUALITY_CASES if args.quick else None)
         result["attribution_quality"] = quality
         print("\n" + format_quality(quality))
