@@ -1,17 +1,26 @@
 """attnviz: record, inspect and explain the attention of Hugging Face transformers.
 
-The public surface is one verb per job: ``load_model``, ``trace``, ``attribute``.
-Importing attnviz puts the Hugging Face hub in offline mode unless the user opts in
-with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.offline`).
+The public surface is one verb per job: ``load_model``, ``trace``, ``attribute``, and the Learn
+API ``attnviz.variants``. Importing attnviz puts the Hugging Face hub in offline mode unless the
+user opts in with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.models.offline`).
+
+One package per concept, imports running down this list only:
+``models`` → ``tracing`` → ``heads``, ``masks``, ``views`` → ``sources``, ``learn``.
 """
 
-from attnviz import offline as _offline
+import sys
+
+from attnviz.models import offline as _offline
 
 _offline.configure()
 
-from attnviz.attribution import attribute  # noqa: E402  (after trace: it builds on it)
-from attnviz.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model  # noqa: E402
-from attnviz.trace import Trace, trace, trace_batch  # noqa: E402
+from attnviz.learn import variants  # noqa: E402
+from attnviz.models.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model  # noqa: E402
+from attnviz.sources.attribution import attribute  # noqa: E402
+from attnviz.tracing.trace import Trace, trace, trace_batch  # noqa: E402
+
+# `import attnviz.variants` and `from attnviz.variants import ...` keep working: the Learn API's public name.
+sys.modules[f"{__name__}.variants"] = variants
 
 __all__ = [
     "LoadedModel",
@@ -23,4 +32,5 @@ __all__ = [
     "load_model",
     "trace",
     "trace_batch",
+    "variants",
 ]

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.attribution import attribute
-from attnviz.calibration import calibration
-from attnviz.loading import (
+from attnviz.heads.summary import summarise
+from attnviz.models.loading import (
     BUILTINS,
     DEFAULT_MODEL,
     LoadedModel,
@@ -21,9 +20,10 @@ from attnviz.loading import (
     describe_builtins,
     load_model,
 )
-from attnviz.passages import GRANULARITIES
-from attnviz.summary import summarise
-from attnviz.trace import PromptError, trace
+from attnviz.sources.attribution import attribute
+from attnviz.sources.calibration import calibration
+from attnviz.sources.passages import GRANULARITIES
+from attnviz.tracing.trace import PromptError, trace
 
 
 def _models(_: argparse.Namespace) -> int:

@@ -37,8 +37,8 @@ def measure(mode: str, n: int) -> dict[str, float | int | str]:
     import torch
 
     import attnviz
-    from attnviz.summary import summarise
-    from attnviz.trace import forward
+    from attnviz.heads.summary import summarise
+    from attnviz.tracing.trace import forward
 
     torch.set_num_threads(2)
     loaded = attnviz.load_model(MODEL)

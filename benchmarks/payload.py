@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz.bertviz_views import VIEWS, ViewSubset, default_selection, fit
-from attnviz.trace import Trace
+from attnviz.tracing.trace import Trace
+from attnviz.views.bertviz import VIEWS, ViewSubset, default_selection, fit
 
 
 @dataclass(frozen=True)

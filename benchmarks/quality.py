@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 import attnviz
-from attnviz.agreement import agreement
-from attnviz.attribution import METHODS, attribute
-from attnviz.calibration import Case, answered, calibration
-from attnviz.loading import LoadedModel
+from attnviz.models.loading import LoadedModel
+from attnviz.sources.agreement import agreement
+from attnviz.sources.attribution import METHODS, attribute
+from attnviz.sources.calibration import Case, answered, calibration
 
 RAG_CASES = Path(__file__).resolve().parent / "data" / "rag_cases.jsonl"
 
@@ -97,7 +97,7 @@ def evaluate_rag(loaded: LoadedModel, cases: Sequence[RagCase]) -> dict[str, obj
 def attribution_quality(model: str, n_cases: int | None = None) -> dict[str, object]:
     """Top-1 accuracy and seconds of naive attention, calibrated attention and ablation on the shipped cases.
 
-    The retrieval heads are calibrated on synthetic cases (never these), see :mod:`attnviz.calibration`.
+    The retrieval heads are calibrated on synthetic cases (never these), see :mod:`attnviz.sources.calibration`.
     """
     return evaluate_rag(attnviz.load_model(model), read_cases()[:n_cases])
 

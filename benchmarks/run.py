@@ -154,11 +154,11 @@ def baseline_work(loaded: "LoadedModel", name: str, inputs: dict) -> Callable[[]
 def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], object]:  # noqa: F821
     """Our trace of ``text``: all maps as Explore traces them, or one layer's; warmed up like the baselines."""
     import attnviz
-    from attnviz.trace import record
+    from attnviz.tracing.trace import record
 
     work: dict[str, Callable[[str], object]] = {
         # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
-        "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
+        "trace_full": lambda given: attnviz.tracing.trace(loaded, given, float16=True),
         "trace_layer": lambda given: record(
             loaded, input_ids(loaded, given), layers=[loaded.n_layers // 2], last_logits_only=True
         ),
@@ -202,7 +202,7 @@ def _variant(name: str, tokens: int) -> Measurement:
     if name == "load_gguf":
         from transformers import AutoModelForCausalLM
 
-        from attnviz.loading import BUILTINS, SMOLLM2_GGUF
+        from attnviz.models.loading import BUILTINS, SMOLLM2_GGUF
 
         folder = BUILTINS[MODEL].package_dir()
         return _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF), 1)
@@ -226,14 +226,14 @@ def _variant(name: str, tokens: int) -> Measurement:
 def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement:  # noqa: F821
     """Bytes of bertviz's own model view (float32 maps, as its users pass them) or of our default one."""
     import attnviz
-    from attnviz.bertviz_views import default_selection, fit
+    from attnviz.views.bertviz import default_selection, fit
     from benchmarks.payload import bertviz_model_view_bytes
 
     if name == "bertviz_model_view":
         return Measurement(
-            0.0, None, float(bertviz_model_view_bytes(attnviz.trace(loaded, text))), "all heads"
+            0.0, None, float(bertviz_model_view_bytes(attnviz.tracing.trace(loaded, text))), "all heads"
         )
-    traced = attnviz.trace(loaded, text, float16=True)
+    traced = attnviz.tracing.trace(loaded, text, float16=True)
     subset = fit(traced, "model", default_selection(traced, "model")).subset
     covered = (
         "all heads"
@@ -245,10 +245,10 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
 
 def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
     """Attention attribution (one pass) or leave-one-out ablation of the same answer over 8 passages."""
-    from attnviz.attribution import generate_answer
-    from attnviz.passage_attention import answer_logprobs, passage_attention
-    from attnviz.passages import build_prompt
-    from attnviz.source_ablation import ablate_sources
+    from attnviz.sources.ablation import ablate_sources
+    from attnviz.sources.attention import answer_logprobs, passage_attention
+    from attnviz.sources.attribution import generate_answer
+    from attnviz.sources.passages import build_prompt
     from benchmarks.quality import read_cases
 
     first, second = (rag.case for rag in read_cases()[:2])
@@ -300,7 +300,7 @@ def _first_views(sizes: Sequence[int], quick: bool) -> dict[str, object]:
     """Run :mod:`benchmarks.first_view` on fresh prompts of each size; its JSON result."""
     from transformers import AutoTokenizer
 
-    from attnviz.loading import builtin_folder
+    from attnviz.models.loading import builtin_folder
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
     runs = lambda tokens: FIRST_VIEW_RUNS if tokens in FIRST_VIEW_SIZES and not quick else 1  # noqa: E731

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from attnviz import bertviz_views as bv
-from attnviz.vendor import VendorError
+from attnviz.views import bertviz as bv
+from attnviz.views.vendor import VendorError
 from ui.cache import Prompt
 from ui.navigation import start_page
 from ui.widgets import error, get_model, model_picker, run_trace, warning
@@ -136,5 +136,5 @@ st.download_button(
     "Download this view (HTML)", built.html, file_name=f"attnviz-{view}-view.html", mime="text/html",
     help="A standalone page with the libraries inlined: it opens offline in any browser.",
 )  # fmt: skip
-# st.iframe runs scripts: built.html holds no unescaped user text (see attnviz.bertviz_views).
+# st.iframe runs scripts: built.html holds no unescaped user text (see attnviz.views.bertviz).
 st.iframe(built.html, height=min(built.height, MAX_FRAME_HEIGHT))

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attnviz import figures
-from attnviz.ablation import NoPredictionError
-from attnviz.aggregate import AGGREGATES, UnsupportedModelError
-from attnviz.hooks import Site
-from attnviz.prediction import RankChange, rank_changes
-from attnviz.stats import STATISTICS
-from attnviz.trace import STACK_LABELS, PromptError, stack_view, stacks_of
+from attnviz.heads.ablation import NoPredictionError
+from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError
+from attnviz.heads.stats import STATISTICS
+from attnviz.tracing.hooks import Site
+from attnviz.tracing.prediction import RankChange, rank_changes
+from attnviz.tracing.trace import STACK_LABELS, PromptError, stack_view, stacks_of
+from attnviz.views import figures
 from ui import cache
 from ui.navigation import start_page
 from ui.widgets import (

@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from attnviz import learn_figures, lessons, masks, variants
-from attnviz.figures import attention_heatmap, mask_heatmap, visible_text
-from attnviz.walkthrough import (
+from attnviz.learn import figures as learn_figures
+from attnviz.learn import lessons, variants
+from attnviz.learn.walkthrough import (
     MASK_CHOICES,
     MAX_MODEL_TOKENS,
     MAX_TOY_WORDS,
@@ -18,6 +18,8 @@ from attnviz.walkthrough import (
     WalkthroughError,
     steps,
 )
+from attnviz.masks import builders as masks
+from attnviz.views.figures import attention_heatmap, mask_heatmap, visible_text
 from ui import cache
 from ui.navigation import start_page
 from ui.widgets import error, get_model, model_picker, plain, warning
@@ -162,7 +164,7 @@ def step_by_step(walk: Walkthrough, head: int, presenter: bool, model: str, sent
     ):
         st.plotly_chart(learn_figures.saturation_figure(lessons.saturation(), walk.head_dim, presenter))
     if step.key == "output" and not walk.rotary:
-        st.caption("The same numbers come out of attnviz.variants.multi_head with these matrices (tested).")
+        st.caption("The same numbers come out of attnviz.learn.variants.multi_head with these matrices (tested).")
     if step.key == "output" and walk.rotary:
         model_check(model, sentence, walk.mask_choice, walk)
 

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attnviz import mask_rules, masks
-from attnviz.figures import attention_heatmap, mask_heatmap, visible_text
-from attnviz.loading import LoadedModel
-from attnviz.mask_runs import MaskComparison, ModelMasks, prompt_tokens
-from attnviz.masks import MaskStats
-from attnviz.trace import STACK_LABELS, PromptError
+from attnviz.masks import builders as masks
+from attnviz.masks import rules as mask_rules
+from attnviz.masks.builders import MaskStats
+from attnviz.masks.runs import MaskComparison, ModelMasks, prompt_tokens
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.trace import STACK_LABELS, PromptError
+from attnviz.views.figures import attention_heatmap, mask_heatmap, visible_text
 from ui import cache
 from ui.navigation import start_page
 from ui.widgets import get_model, model_picker, prompt_fits, tokens_fit, warning

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attnviz import attribution
-from attnviz.agreement import agreement, faithfulness
-from attnviz.attribution import Attribution
-from attnviz.batching import Turns
-from attnviz.calibration import calibration
-from attnviz.figures import attention_heatmap
-from attnviz.loading import LoadedModel
-from attnviz.passage_attention import aggregate
-from attnviz.source_figures import highlighted_sources, highlighted_tokens, source_bar
-from attnviz.trace import PromptError
+from attnviz.models.loading import LoadedModel
+from attnviz.sources import attribution
+from attnviz.sources.agreement import agreement, faithfulness
+from attnviz.sources.attention import aggregate
+from attnviz.sources.attribution import Attribution
+from attnviz.sources.calibration import calibration
+from attnviz.sources.figures import highlighted_sources, highlighted_tokens, source_bar
+from attnviz.tracing.batching import Turns
+from attnviz.tracing.trace import PromptError
+from attnviz.views.figures import attention_heatmap
 from ui import cache
 from ui.navigation import start_page
 from ui.sources_form import METHOD_LABELS, Request, sources_form
@@ -217,7 +217,7 @@ for column, method in zip(st.columns(len(shown)), shown, strict=True):
             highlighted_sources(
                 result.passages, result.sources, scores[method], COLOURS[method], source_labels
             ),
-            unsafe_allow_html=True,  # every passage character escaped by attnviz.source_figures.html_text
+            unsafe_allow_html=True,  # every passage character escaped by attnviz.sources.figures.html_text
         )
         value_name = "log-prob lost without it" if method == "ablation" else "attention share"
         st.plotly_chart(source_bar(scores[method], source_labels, value_name), key=f"bar_{method}")

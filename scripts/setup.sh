@@ -38,7 +38,7 @@ if [ "${1:-}" = "--test" ]; then
   fi
 fi
 # The vendor script needs only the standard library: run it as a file, without importing torch.
-"$VENV/bin/python" attnviz/vendor.py
+"$VENV/bin/python" attnviz/views/vendor.py
 # Convert the built-in models and calibrate the chat model's retrieval heads now, with
 # progress, so the app's first page never waits on them (cached on disk; seconds when done).
 "$VENV/bin/python" -m attnviz prepare

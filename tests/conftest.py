@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import attnviz
-from attnviz.loading import LoadedModel, load_model
+from attnviz.models.loading import LoadedModel, load_model
 
 torch.set_num_threads(2)
 torch.manual_seed(0)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.ablation import NoPredictionError, ablate_heads, next_token
-from attnviz.hooks import Site
-from attnviz.prediction import rank_changes
-from attnviz.trace import trace as trace_prompt
+from attnviz.heads.ablation import NoPredictionError, ablate_heads, next_token
+from attnviz.tracing.hooks import Site
+from attnviz.tracing.prediction import rank_changes
+from attnviz.tracing.trace import trace as trace_prompt
 
 PROMPT = "The capital of France is"
 

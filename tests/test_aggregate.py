@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from attnviz import aggregate
-from attnviz.aggregate import UnsupportedModelError
-from attnviz.trace import stack_view, stacks_of
-from attnviz.trace import trace as trace_prompt
+from attnviz.heads import aggregate
+from attnviz.heads.aggregate import UnsupportedModelError
+from attnviz.tracing.trace import stack_view, stacks_of
+from attnviz.tracing.trace import trace as trace_prompt
 
 
 def test_layer_and_model_means() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz.agreement import agreement, faithfulness, spearman
+from attnviz.sources.agreement import agreement, faithfulness, spearman
 
 
 def test_spearman_and_agreement() -> None:

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from attnviz import attribution
-from attnviz.attribution import attribute
-from attnviz.calibration import Case
-from attnviz.demo_cases import DEMO_CASES
-from attnviz.passage_attention import answer_logprobs
-from attnviz.passages import build_prompt
-from attnviz.trace import PromptError
+from attnviz.sources import attribution
+from attnviz.sources.attention import answer_logprobs
+from attnviz.sources.attribution import attribute
+from attnviz.sources.calibration import Case
+from attnviz.sources.demo import DEMO_CASES
+from attnviz.sources.passages import build_prompt
+from attnviz.tracing.trace import PromptError
 
 PASSAGES = ["The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten."]
 

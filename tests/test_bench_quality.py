@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from attnviz.attribution import METHODS, attribute
-from attnviz.calibration import Case, calibration
+from attnviz.sources.attribution import METHODS, attribute
+from attnviz.sources.calibration import Case, calibration
 from benchmarks.quality import RagCase, evaluate_rag, format_quality, read_cases
 
 PASSAGES = ("The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.figures import visible_text
-from attnviz.loading import LoadedModel
-from attnviz.trace import trace
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.trace import trace
+from attnviz.views.figures import visible_text
 from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

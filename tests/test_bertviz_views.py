@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import bertviz_views as bv
-from attnviz import vendor
-from attnviz.figures import visible_text
-from attnviz.loading import LoadedModel
-from attnviz.trace import Trace, trace
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.trace import Trace, trace
+from attnviz.views import bertviz as bv
+from attnviz.views import vendor
+from attnviz.views.figures import visible_text
 from benchmarks.payload import payload_sizes
 from tests.apptest import open_page
 
@@ -278,7 +278,7 @@ def test_vendor_detects_missing_and_altered_files(tmp_path: Path, monkeypatch: p
         for file in vendor.FILES:
             (tmp_path / file.name).write_bytes(b"// not the pinned file")
         assert vendor.missing() == list(vendor.FILES)
-        with pytest.raises(vendor.VendorError, match="python -m attnviz.vendor"):
+        with pytest.raises(vendor.VendorError, match="python -m attnviz.views.vendor"):
             vendor.inline_scripts()
     finally:
         vendor.inline_scripts.cache_clear()

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import torch
 
-from attnviz.calibration import (
+from attnviz.models.loading import load_model
+from attnviz.sources.calibration import (
     CALIBRATION_CASES,
     calibrate,
     calibration,
@@ -17,7 +18,6 @@ from attnviz.calibration import (
     split_cases,
     synthetic_cases,
 )
-from attnviz.loading import load_model
 
 
 def test_choose_heads_finds_the_head_that_points_at_the_reference() -> None:

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 from plotly.colors import sample_colorscale, unlabel_rgb
 
-from attnviz.figures import attention_heatmap, downsample, head_grid_figure
-from attnviz.grid import head_grid
+from attnviz.heads.grid import head_grid
+from attnviz.views.figures import attention_heatmap, downsample, head_grid_figure
 
 
 def test_repeated_tokens_keep_their_own_columns_and_labels_are_escaped() -> None:

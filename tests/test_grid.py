@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz.grid import head_grid, thumbnail
-from attnviz.trace import batch_inputs, record, trace, trace_batch
+from attnviz.heads.grid import head_grid, thumbnail
+from attnviz.tracing.trace import batch_inputs, record, trace, trace_batch
 
 
 def block_means(matrix: np.ndarray, size: int) -> np.ndarray:

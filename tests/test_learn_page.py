@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import walkthrough
-from attnviz.walkthrough import MASK_CHOICES
+from attnviz.learn import walkthrough
+from attnviz.learn.walkthrough import MASK_CHOICES
 from tests.apptest import open_page
 from ui.navigation import PAGES
 

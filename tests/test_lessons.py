@@ -1,4 +1,4 @@
-"""attnviz.lessons: saturation, position similarity, KV-cache layouts, sparse attention and its cost."""
+"""attnviz.learn.lessons: saturation, position similarity, KV-cache layouts, sparse attention and its cost."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz import lessons, variants
+from attnviz.learn import lessons, variants
 
 
 def test_saturation_grows_without_scaling_only() -> None:

@@ -12,7 +12,7 @@ import torch
 import transformers as tf
 
 import attnviz
-from attnviz.loading import ModelLoadError, builtin_models
+from attnviz.models.loading import ModelLoadError, builtin_models
 
 
 def test_builtins_are_installed() -> None:

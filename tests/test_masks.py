@@ -18,10 +18,12 @@ from transformers.masking_utils import (
     sliding_window_causal_mask_function,
 )
 
-from attnviz import mask_rules, mask_runs, masks
-from attnviz.hooks import Hooks
-from attnviz.loading import LoadedModel
-from attnviz.trace import encode, forward, record
+from attnviz.masks import builders as masks
+from attnviz.masks import rules as mask_rules
+from attnviz.masks import runs as mask_runs
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.hooks import Hooks
+from attnviz.tracing.trace import encode, forward, record
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
 

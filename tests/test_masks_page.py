@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz import mask_rules, mask_runs, masks
-from attnviz.figures import visible_text
-from attnviz.loading import LoadedModel
+from attnviz.masks import builders as masks
+from attnviz.masks import rules as mask_rules
+from attnviz.masks import runs as mask_runs
+from attnviz.models.loading import LoadedModel
+from attnviz.views.figures import visible_text
 from tests.apptest import open_page
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.passage_attention import PassageAttention, aggregate, passage_attention
-from attnviz.passages import build_prompt
-from attnviz.trace import PromptError, record
+from attnviz.sources.attention import PassageAttention, aggregate, passage_attention
+from attnviz.sources.passages import build_prompt
+from attnviz.tracing.trace import PromptError, record
 
 PASSAGES = ["The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten."]
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from attnviz.passages import (
+from attnviz.sources.passages import (
     MAX_PASSAGES,
     MAX_PROMPT_CHARS,
     PassageError,
@@ -21,7 +21,7 @@ from attnviz.passages import (
     token_spans,
     without_sources,
 )
-from attnviz.tokens import display_tokens
+from attnviz.tracing.tokens import display_tokens
 
 
 def test_split_on_blank_lines_including_whitespace_only_lines() -> None:
@@ -103,7 +103,7 @@ def test_spans_cover_each_passage_exactly_in_smollm2_chat_prompt(smollm2) -> Non
 
 
 def _content(prompt) -> str:
-    from attnviz.passages import user_message
+    from attnviz.sources.passages import user_message
 
     return user_message(prompt.question, prompt.passages)[0]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz.attribution import attribute
-from attnviz.calibration import synthetic_cases
-from attnviz.passage_attention import answer_logprobs
-from attnviz.passages import build_prompt, without_sources
-from attnviz.source_ablation import ablate_sources, fit_surrogate, random_subsets
+from attnviz.sources.ablation import ablate_sources, fit_surrogate, random_subsets
+from attnviz.sources.attention import answer_logprobs
+from attnviz.sources.attribution import attribute
+from attnviz.sources.calibration import synthetic_cases
+from attnviz.sources.passages import build_prompt, without_sources
 
 PASSAGES = ["The cat sleeps. It likes the mat.", "Paris is the capital of France.", "Nine plus one is ten."]
 

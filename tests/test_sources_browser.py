@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.calibration import is_calibrated
+from attnviz.sources.calibration import is_calibrated
 from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz.passages import MAX_PROMPT_CHARS
+from attnviz.sources.passages import MAX_PROMPT_CHARS
 from tests.apptest import open_page
 from ui.sources_form import METHOD_LABELS
 
@@ -127,16 +127,16 @@ def test_empty_upload_shows_one_message_and_the_real_limit() -> None:
 
 def test_a_second_session_asking_the_same_reuses_the_result(tiny_model_dir, tmp_path, monkeypatch) -> None:
     """A class pressing Answer on the same demo runs the attribution once; a different question runs again."""
-    import attnviz.attribution
+    import attnviz.sources.attribution
 
     monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
-    real, calls = attnviz.attribution.attribute, []
+    real, calls = attnviz.sources.attribution.attribute, []
 
     def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real function, counted
         calls.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attnviz.attribution, "attribute", counted)
+    monkeypatch.setattr(attnviz.sources.attribution, "attribute", counted)
     model = str(tiny_model_dir("llama"))
     sessions = []
     for question in ("Which sweet is sold on Sundays?", "Which sweet is sold on Sundays?", "When does it open?"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz import stats
+from attnviz.heads import stats
 
 N = 6
 
@@ -84,7 +84,7 @@ def test_smollm2_has_induction_heads(smollm2) -> None:
 
 
 def test_real_trace_statistics_are_in_range(smollm2) -> None:
-    from attnviz.trace import trace as trace_prompt
+    from attnviz.tracing.trace import trace as trace_prompt
 
     trace = trace_prompt(smollm2, "One two three four five six seven eight nine ten")
     result = stats.head_stats(trace.attention, trace.layers, trace.heads)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import attnviz
-from attnviz import stats
-from attnviz.grid import thumbnail
-from attnviz.summary import STAT_NAMES, summarise
-from attnviz.trace import PromptError
+from attnviz.heads import stats
+from attnviz.heads.grid import thumbnail
+from attnviz.heads.summary import STAT_NAMES, summarise
+from attnviz.tracing.trace import PromptError
 
 # Small chunks force many chunks of queries (and key trimming) even on short prompts.
 SMALL_CHUNKS = 20_000
@@ -17,7 +17,7 @@ SMALL_CHUNKS = 20_000
 
 def assert_summary_matches_trace(loaded, text: str, chunk_bytes: int) -> None:  # noqa: ANN001 - LoadedModel
     summary = summarise(loaded, text, chunk_bytes=chunk_bytes)
-    full = attnviz.trace(loaded, text)
+    full = attnviz.tracing.trace(loaded, text)
     assert summary.tokens == full.tokens and summary.layers == full.layers and summary.heads == full.heads
     assert summary.thumbnails.shape == (len(full.layers), len(full.heads), 24, 24)
     np.testing.assert_allclose(summary.thumbnails, thumbnail(full.attention), atol=1e-5, rtol=0)

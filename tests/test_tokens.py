@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from attnviz.figures import attention_heatmap, safe_label, visible_text
-from attnviz.loading import LoadedModel
-from attnviz.tokens import display_each, display_tokens
-from attnviz.trace import trace
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.tokens import display_each, display_tokens
+from attnviz.tracing.trace import trace
+from attnviz.views.figures import attention_heatmap, safe_label, visible_text
 
 pytestmark = pytest.mark.slow
 

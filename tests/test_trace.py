@@ -8,9 +8,9 @@ import torch
 import transformers as tf
 
 import attnviz
-from attnviz.hooks import Site
-from attnviz.loading import LoadedModel, ModelLoadError
-from attnviz.trace import PromptError, record
+from attnviz.models.loading import LoadedModel, ModelLoadError
+from attnviz.tracing.hooks import Site
+from attnviz.tracing.trace import PromptError, record
 
 TOLERANCE = 1e-5
 TEXT_FAMILIES = [
@@ -84,8 +84,8 @@ def test_each_chunks_key_width_is_found_once_per_forward(tiny, monkeypatch: pyte
     loaded = tiny("llama")
     inputs = padded_batch(loaded)
     calls = []
-    real = attnviz.hooks._last_key
-    monkeypatch.setattr(attnviz.hooks, "_last_key", lambda *args: calls.append(1) or real(*args))
+    real = attnviz.tracing.hooks._last_key
+    monkeypatch.setattr(attnviz.tracing.hooks, "_last_key", lambda *args: calls.append(1) or real(*args))
     record(loaded, inputs, chunk_bytes=1)
     assert len(calls) == inputs["input_ids"].shape[1] and loaded.n_layers > 1
 
@@ -109,7 +109,7 @@ def test_minilm_matches_eager(minilm) -> None:
 def test_sliding_window_really_masks(tiny) -> None:
     """Gemma 2's local layers (window 4) give exactly zero weight beyond the window."""
     loaded = tiny("gemma2")
-    result = attnviz.trace(loaded, "one two three four five six seven eight nine ten")
+    result = attnviz.tracing.trace(loaded, "one two three four five six seven eight nine ten")
     sliding_layers = [i for i, t in enumerate(loaded.model.config.layer_types) if t == "sliding_attention"]
     assert sliding_layers
     weights = result.attention[sliding_layers[0]]
@@ -120,7 +120,7 @@ def test_sliding_window_really_masks(tiny) -> None:
 
 
 def test_trace_text_decoder(smollm2) -> None:
-    result = attnviz.trace(smollm2, "The cat sat on the mat.")
+    result = attnviz.tracing.trace(smollm2, "The cat sat on the mat.")
     assert result.tokens[:3] == ("The", " cat", " sat")
     assert result.attention.shape == (30, 9, result.n_tokens, result.n_tokens)
     np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
@@ -128,22 +128,22 @@ def test_trace_text_decoder(smollm2) -> None:
 
 
 def test_trace_chat_marks_special_tokens(smollm2) -> None:
-    result = attnviz.trace(smollm2, messages=[{"role": "user", "content": "Hi <b>there</b>"}])
+    result = attnviz.tracing.trace(smollm2, messages=[{"role": "user", "content": "Hi <b>there</b>"}])
     assert result.tokens[0] == "<|im_start|>" and result.special[0]
     assert "".join(result.tokens).count("<b>") == 1
     assert not any(result.special[i] for i, t in enumerate(result.tokens) if t.strip() == "there")
 
 
 def test_wordpiece_and_special_tokens(minilm) -> None:
-    result = attnviz.trace(minilm, "Tokenization happens")
+    result = attnviz.tracing.trace(minilm, "Tokenization happens")
     assert result.tokens[0] == "[CLS]" and result.special[0] and result.special[-1]
     assert any(t.startswith("##") for t in result.tokens)
     assert result.attention.shape == (6, 12, result.n_tokens, result.n_tokens)
 
 
 def test_layers_heads_and_float16_reduce_what_is_kept(smollm2) -> None:
-    full = attnviz.trace(smollm2, "Small memory please.")
-    part = attnviz.trace(smollm2, "Small memory please.", layers=[3, 7], heads=[0, 8], float16=True)
+    full = attnviz.tracing.trace(smollm2, "Small memory please.")
+    part = attnviz.tracing.trace(smollm2, "Small memory please.", layers=[3, 7], heads=[0, 8], float16=True)
     assert part.attention.dtype == np.float16
     assert part.layers == (3, 7) and part.heads == (0, 8)
     np.testing.assert_allclose(part.attention, full.attention[[3, 7]][:, [0, 8]], atol=1e-3)
@@ -153,7 +153,7 @@ def test_trace_batch_crops_padding(tiny) -> None:
     """Bidirectional encoder, right padding: each prompt gets exactly its unpadded trace."""
     loaded = tiny("bert")
     short, long = attnviz.trace_batch(loaded, ["a short one", "a much longer prompt than the first one"])
-    alone = attnviz.trace(loaded, "a short one")
+    alone = attnviz.tracing.trace(loaded, "a short one")
     assert short.tokens == alone.tokens and long.n_tokens > short.n_tokens
     np.testing.assert_allclose(short.attention, alone.attention, atol=TOLERANCE)
 
@@ -171,7 +171,7 @@ def test_left_padding_is_cropped_away(smollm2) -> None:
 
 def test_encoder_decoder_trace_has_three_stacks(tiny) -> None:
     loaded = tiny("t5")
-    result = attnviz.trace(loaded, "translate this sentence", target="traduire")
+    result = attnviz.tracing.trace(loaded, "translate this sentence", target="traduire")
     t, n = len(result.target_tokens), result.n_tokens
     assert result.decoder_attention.shape == (2, 4, t, t)
     assert result.cross_attention.shape == (2, 4, t, n)
@@ -190,17 +190,17 @@ def test_head_ablation_zeroes_the_head_and_changes_output(smollm2) -> None:
 @pytest.mark.parametrize("prompt", ["", "   \n\t "])
 def test_empty_prompt_is_refused(smollm2, prompt: str) -> None:
     with pytest.raises(PromptError, match="empty"):
-        attnviz.trace(smollm2, prompt)
+        attnviz.tracing.trace(smollm2, prompt)
 
 
 def test_huge_prompt_is_refused(smollm2) -> None:
     with pytest.raises(PromptError, match="at most 4096"):
-        attnviz.trace(smollm2, "word " * 5000)
+        attnviz.tracing.trace(smollm2, "word " * 5000)
 
 
 def test_odd_unicode_round_trips(smollm2) -> None:
     text = "naïve café 🤖 ∑ 中文 \u200b e\u0301"
-    result = attnviz.trace(smollm2, text)
+    result = attnviz.tracing.trace(smollm2, text)
     assert result.n_tokens > 5 and np.isfinite(result.attention).all()
 
 
@@ -231,7 +231,7 @@ def test_causal_mask_is_skipped_exactly_where_sdpa_skips_it() -> None:
     """Unpadded causal prompts get no mask (SDPA's is_causal kernel); padded ones get eager's mask."""
     from transformers.masking_utils import eager_mask
 
-    from attnviz.hooks import attnviz_mask
+    from attnviz.tracing.hooks import attnviz_mask
 
     assert attnviz_mask(batch_size=1, q_length=5, kv_length=5, allow_is_causal_skip=True) is None
     padding = torch.tensor([[False, True, True, True, True]])  # models pass the 2-D mask as bool

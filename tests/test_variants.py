@@ -1,4 +1,4 @@
-"""attnviz.variants against references: torch's SDPA and MultiheadAttention, transformers' Llama RoPE, hand maths."""
+"""attnviz.learn.variants against references: torch's SDPA and MultiheadAttention, transformers' Llama RoPE, hand maths."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from torch.nn import functional
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-from attnviz import masks, variants
+from attnviz.learn import variants
+from attnviz.masks import builders as masks
 
 
 def _qkv(

@@ -1,4 +1,4 @@
-"""attnviz.walkthrough: the toy against attnviz.variants, real first layers against the model's own weights."""
+"""attnviz.learn.walkthrough: the toy against attnviz.learn.variants, real first layers against the model's own weights."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz import variants, walkthrough
-from attnviz.loading import LoadedModel
-from attnviz.trace import trace
-from attnviz.walkthrough import MASK_CHOICES, WalkthroughError
+from attnviz.learn import variants, walkthrough
+from attnviz.learn.walkthrough import MASK_CHOICES, WalkthroughError
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.trace import trace
 
 SENTENCE = "The cat sat on the mat because it was tired"
 

@@ -1,7 +1,7 @@
 """Streamlit caching of models and results: the one place cache keys are built.
 
 ``st.cache_resource`` keeps one LoadedModel per name for all sessions, with one
-:class:`attnviz.batching.TraceQueue` that batches the traces sessions ask for at the same
+:class:`attnviz.tracing.batching.TraceQueue` that batches the traces sessions ask for at the same
 time. Traces live in a store bounded in bytes (:class:`TraceStore`); ``st.cache_data``
 keeps the small results derived from a trace, so moving a slider never re-runs the model.
 Limits come from the environment so a teacher can size a shared server.
@@ -22,17 +22,17 @@ import streamlit as st
 import torch
 
 import attnviz
-from attnviz.ablation import AblationResult, ablate_heads
-from attnviz.aggregate import ValueNorms, aggregate_map, value_norms
-from attnviz.batching import Request, TraceQueue, Turns
-from attnviz.grid import HeadGrid, grid_of_thumbnails, head_grid
-from attnviz.hooks import Site, Stack
-from attnviz.loading import LoadedModel
-from attnviz.mask_runs import MaskComparison, ModelMasks, compare_mask, read_masks
-from attnviz.stats import HeadStats, head_stats, induction_scores
-from attnviz.summary import Summary, summarise
-from attnviz.trace import Messages, Trace, encode, stack_view, stacks_of, trace
-from attnviz.walkthrough import Verification, Walkthrough, first_layer, toy, verify
+from attnviz.heads.ablation import AblationResult, ablate_heads
+from attnviz.heads.aggregate import ValueNorms, aggregate_map, value_norms
+from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
+from attnviz.heads.stats import HeadStats, head_stats, induction_scores
+from attnviz.heads.summary import Summary, summarise
+from attnviz.learn.walkthrough import Verification, Walkthrough, first_layer, toy, verify
+from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.batching import Request, TraceQueue, Turns
+from attnviz.tracing.hooks import Site, Stack
+from attnviz.tracing.trace import Messages, Trace, encode, stack_view, stacks_of, trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -298,7 +298,7 @@ def norms(prompt: Prompt, stack: Stack) -> ValueNorms:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def aggregate(prompt: Prompt, stack: Stack, name: str, layer: int) -> np.ndarray:
-    """The [queries, keys] map of one aggregate (see attnviz.aggregate.AGGREGATES)."""
+    """The [queries, keys] map of one aggregate (see attnviz.heads.aggregate.AGGREGATES)."""
     value = norms(prompt, stack) if name == "value-norm weighted" else None
     return aggregate_map(stack_view(prompt_trace(prompt), stack), name, layer, value)
 

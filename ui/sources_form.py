@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from attnviz.attribution import DEFAULT_MAX_NEW_TOKENS, METHODS
-from attnviz.demo_cases import DEMO_CASES
-from attnviz.passages import (
+from attnviz.sources.ablation import DEFAULT_PASSES, MAX_LEAVE_ONE_OUT, MAX_PASSES
+from attnviz.sources.attribution import DEFAULT_MAX_NEW_TOKENS, METHODS
+from attnviz.sources.demo import DEMO_CASES
+from attnviz.sources.passages import (
     MAX_PASSAGES,
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_FILES,
@@ -20,7 +21,6 @@ from attnviz.passages import (
     decode_upload,
     split_passages,
 )
-from attnviz.source_ablation import DEFAULT_PASSES, MAX_LEAVE_ONE_OUT, MAX_PASSES
 from ui.widgets import error
 
 METHOD_LABELS = {

@@ -23,7 +23,7 @@ WARM_UP_TEXT = "The server traces this once while it starts."
 
 def preload_names() -> list[str]:
     """The models to load at start-up, from ``ATTNVIZ_PRELOAD``."""
-    from attnviz.loading import DEFAULT_MODEL  # imports torch: only ever called on the preload thread
+    from attnviz.models.loading import DEFAULT_MODEL  # imports torch: only ever called on the preload thread
 
     given = os.environ.get("ATTNVIZ_PRELOAD", DEFAULT_MODEL)
     return [name.strip() for name in given.split(",") if name.strip()]
@@ -35,8 +35,8 @@ def warm_up(name: str) -> None:
     the next, the first grid figure 0.06 s, pandas' import 0.5-1.0 s)."""
     import pandas  # noqa: F401 - the pages' tables; imported here rather than in the first visitor's run
 
-    from attnviz import figures
-    from attnviz.trace import stacks_of
+    from attnviz.tracing.trace import stacks_of
+    from attnviz.views import figures
     from ui import cache
 
     prompt = cache.Prompt(name, WARM_UP_TEXT)

@@ -10,8 +10,8 @@ import re
 
 import streamlit as st
 
-from attnviz.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
-from attnviz.trace import PromptError, Trace, encode
+from attnviz.models.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
+from attnviz.tracing.trace import PromptError, Trace, encode
 from ui import cache
 
 CUSTOM = "Other (folder or Hugging Face id)…"

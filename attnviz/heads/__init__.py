@@ -1,0 +1,1 @@
+"""Heads: what each head does, as thumbnails, statistics, aggregates and ablations of a trace."""

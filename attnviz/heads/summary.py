@@ -1,0 +1,163 @@
+"""Summaries of long prompts: head-grid thumbnails and head statistics reduced during the forward pass.
+
+Every layer's full maps grow as layers × heads × n² (21 GB for SmolLM2 at 8,192 tokens). A
+:class:`Summary` is reduced inside our attention function, one chunk of queries at a time,
+on the device that holds each layer: at any moment it holds one chunk's weights plus, per
+layer, [heads, 24, n] block sums. Thumbnails equal :func:`attnviz.heads.grid.thumbnail` of the
+full maps and statistics equal :mod:`attnviz.heads.stats` (up to float32 summation order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnviz.heads.grid import THUMBNAIL, ThumbnailSums
+from attnviz.heads.stats import HeadStats
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing.hooks import AttentionCall, Hooks, Stack
+from attnviz.tracing.tokens import display_tokens
+from attnviz.tracing.trace import Messages, batch_inputs, chunk_bytes_for, forward
+
+STAT_NAMES = ("entropy", "distance", "first_token", "previous_token")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the head grid and head statistics need of one prompt's main self-attention stack.
+
+    ``thumbnails`` is float32 [layers, heads, size, size] (each head's map block-averaged and
+    scaled to its maximum, as :func:`attnviz.heads.grid.thumbnail`); ``head_stats`` is float64
+    [layers, heads, S] with S = ``head_stat_names``; ``device``/``dtype`` say where it ran.
+    """
+
+    model_name: str
+    stack: Stack
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    input_ids: np.ndarray
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    thumbnails: np.ndarray
+    head_stats: np.ndarray
+    head_stat_names: tuple[str, ...]
+    device: str
+    dtype: str
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    def stats(self) -> HeadStats:
+        """The statistics as :class:`attnviz.heads.stats.HeadStats` (what the statistics view shows)."""
+        columns = {name: self.head_stats[..., i] for i, name in enumerate(self.head_stat_names)}
+        return HeadStats(layers=self.layers, heads=self.heads, **columns)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays ``python -m attnviz trace --summary`` writes to .npz."""
+        return {
+            "tokens": np.array(self.tokens, dtype=str),
+            "input_ids": self.input_ids,
+            "layers": np.array(self.layers),
+            "heads": np.array(self.heads),
+            "thumbnails": self.thumbnails,
+            "head_stats": self.head_stats,
+            "head_stat_names": np.array(self.head_stat_names, dtype=str),
+        }
+
+
+def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
+
+    With m the row's top score, log p = (s − m) + log p_max, so the entropy is
+    −log p_max − Σ p (s − m): every term has one sign, so nothing cancels.
+    """
+    top, arg = scores.max(-1, keepdim=True)
+    centred = (scores - top).clamp_min_(torch.finfo(torch.float32).min)  # -inf scores carry p = 0
+    p_top = p.gather(-1, arg).squeeze(-1)
+    return (-torch.log(p_top) - torch.einsum("hqk,hqk->hq", p, centred)) / math.log(2)
+
+
+class _LayerSums:
+    """Running sums of one layer over the chunks of its queries, on that layer's device."""
+
+    def __init__(self, weights: torch.Tensor, n_queries: int, n_keys: int, size: int) -> None:
+        heads = weights.shape[1]
+        self.n_queries, self.n_keys = n_queries, n_keys
+        self.thumbnails = ThumbnailSums(heads, n_queries, n_keys, size, weights.device)
+        self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=weights.device)
+
+    def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
+        """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
+        p = weights.float()
+        stop, width = start + p.shape[1], p.shape[2]
+        self.thumbnails.add(p, start)
+        queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
+        offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
+        self.sums[:, 0] += _entropy_bits(p, scores.float()).sum(1)
+        self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
+        self.sums[:, 2] += p[:, :, 0].sum(1)
+        rows = torch.arange(max(start, 1), stop, device=p.device)
+        rows = rows[rows - 1 < width]
+        self.sums[:, 3] += p[:, rows - start, rows - 1].sum(1)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """(thumbnails [heads, size, size] float32, statistics [heads, S] float64) on the host."""
+        counts_per_stat = [self.n_queries, self.n_queries, self.n_queries, max(self.n_keys - 1, 1)]
+        stats = self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
+        return self.thumbnails.finish(), stats
+
+
+def summarise(
+    loaded: LoadedModel,
+    text: str | None = None,
+    *,
+    messages: Messages | None = None,
+    target: str | None = None,
+    size: int = THUMBNAIL,
+    max_tokens: int | None = None,
+    chunk_bytes: int | None = None,
+) -> Summary:
+    """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
+
+    ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
+    default (:func:`attnviz.tracing.trace.chunk_bytes_for`).
+    """
+    prompt: str | Messages = messages if messages is not None else (text or "")
+    batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
+    stack = loaded.main_stack
+    running: dict[int, _LayerSums] = {}
+    done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def reduce(call: AttentionCall) -> None:
+        if call.site.stack != stack:
+            return
+        layer = call.site.layer
+        if layer not in running:
+            running[layer] = _LayerSums(call.weights, call.n_queries, call.n_keys, size)
+        running[layer].add(call.weights[0], call.scores[0], call.query_start)
+        if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
+            done[layer] = running.pop(layer).finish()
+
+    hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, batch.inputs))
+    forward(loaded, batch.inputs, hooks, last_logits_only=True)
+    layers = tuple(sorted(done))
+    finished = [done[layer] for layer in layers]
+    tokens, special = display_tokens(loaded.tokenizer, batch.encoded[0])
+    return Summary(
+        model_name=loaded.info.name,
+        stack=stack,
+        tokens=tokens,
+        special=special,
+        input_ids=np.asarray(batch.encoded[0]),
+        layers=layers,
+        heads=tuple(range(loaded.n_heads)),
+        thumbnails=np.stack([thumbs for thumbs, _ in finished]),
+        head_stats=np.stack([stats for _, stats in finished]),
+        head_stat_names=STAT_NAMES,
+        device=loaded.device_label,
+        dtype=str(loaded.dtype).removeprefix("torch."),
+    )

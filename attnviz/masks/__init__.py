@@ -1,0 +1,1 @@
+"""Masks: attention masks built, described by rules, and applied to the model."""

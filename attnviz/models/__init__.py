@@ -1,0 +1,1 @@
+"""Models: the built-in registry, loading folders and hub ids safely, devices and offline mode."""

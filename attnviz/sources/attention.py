@@ -1,0 +1,152 @@
+"""Attention from an answer into the sources (passages or sentences) of its prompt, reduced while the pass runs.
+
+One teacher-forced pass over prompt + answer; each attention call is reduced at once to
+per-source sums for the queries that predict answer tokens, so no layers x heads x n x n
+tensor is ever kept. :func:`aggregate` turns those sums into [answer_tokens, sources] scores.
+For token-level highlights, the chosen heads' attention on every prompt token is kept too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnviz.models.loading import LoadedModel
+from attnviz.sources.passages import PassagePrompt
+from attnviz.tracing.hooks import AttentionCall, Hooks
+from attnviz.tracing.trace import PromptError, forward
+
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PassageAttention:
+    """Attention from answer tokens into passages, per layer and head, reduced while tracing.
+
+    ``mass`` [layers, heads, answer_tokens, passages] is the attention weight the query
+    predicting each answer token puts on each passage's tokens; ``value_mass`` is the same
+    with every key weighted by its value vector's norm (as a share of the weighted total);
+    ``sink`` [layers, heads, answer_tokens] is the weight on the first token. ``tokens``
+    [answer_tokens, prompt_tokens] (when heads were given) is the mean over those heads of
+    each one's attention as shares of what it gives to all sources (so it sums over a
+    source's tokens to that head set's retrieval score).
+    """
+
+    mass: np.ndarray
+    value_mass: np.ndarray
+    sink: np.ndarray
+    tokens: np.ndarray | None = None
+
+
+def _sequence(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> dict[str, object]:
+    """Model inputs for prompt + answer, asking only for the logits that predict answer tokens when possible."""
+    ids = torch.as_tensor(np.concatenate([prompt_ids, answer_ids]))[None]
+    inputs: dict[str, object] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
+        inputs["logits_to_keep"] = len(answer_ids) + 1  # [n, vocab] logits would be 400 MB at 2,000 tokens
+    return inputs
+
+
+def _answer_logprobs(logits: torch.Tensor, answer_ids: np.ndarray) -> np.ndarray:
+    """Log-probability [answer_tokens] of each answer token given everything before it (logits end at the answer)."""
+    predicting = logits[0, -(len(answer_ids) + 1) : -1].float()
+    logprobs = torch.log_softmax(predicting, dim=-1)
+    return logprobs[torch.arange(len(answer_ids)), torch.as_tensor(answer_ids)].cpu().numpy()
+
+
+def answer_logprobs(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
+    """Log-probability of each answer token after ``prompt_ids`` (teacher forcing, one fast pass)."""
+    outputs = forward(loaded, _sequence(loaded, prompt_ids, answer_ids))
+    return _answer_logprobs(outputs.logits, answer_ids)
+
+
+def passage_attention(
+    loaded: LoadedModel, prompt: PassagePrompt, answer_ids: np.ndarray, heads: Sequence[Head] = ()
+) -> tuple[PassageAttention, np.ndarray]:
+    """One forward pass over prompt + answer, keeping per-source attention sums and the answer's log-probs.
+
+    ``heads`` also keeps those heads' per-token shares (``PassageAttention.tokens``).
+    """
+    n_prompt = len(prompt.ids)
+    n = n_prompt + len(answer_ids)
+    rows = torch.arange(n_prompt - 1, n - 1)
+    membership = torch.zeros(n, len(prompt.spans))
+    for index, (start, end) in enumerate(prompt.spans):
+        membership[start:end, index] = 1.0
+    mass: dict[int, torch.Tensor] = {}
+    value_mass: dict[int, torch.Tensor] = {}
+    sink: dict[int, torch.Tensor] = {}
+    in_sources = membership.sum(-1)[:n_prompt]
+    token_heads: dict[int, list[int]] = {}
+    for layer, head in heads:
+        token_heads.setdefault(layer, []).append(head)
+    token_sum = torch.zeros(len(answer_ids), n_prompt)
+
+    def reduce(call: AttentionCall) -> None:
+        if call.site.stack != "decoder":
+            return
+        weights = call.weights[0, :, rows, :].float()  # [heads, answer, keys]
+        weighted = weights * call.value[0].float().norm(dim=-1)[:, None, :]
+        layer = call.site.layer
+        mass[layer] = weights @ membership
+        value_mass[layer] = (weighted @ membership) / weighted.sum(-1, keepdim=True).clamp_min(1e-12)
+        sink[layer] = weights[:, :, 0]
+        if layer in token_heads:
+            chosen = weights[token_heads[layer], :, :n_prompt] * in_sources
+            token_sum.add_((chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-12)).sum(0))
+
+    outputs = forward(loaded, _sequence(loaded, prompt.ids, answer_ids), Hooks(record=reduce))
+    layers = sorted(mass)
+    attention = PassageAttention(
+        mass=torch.stack([mass[layer] for layer in layers]).cpu().numpy(),
+        value_mass=torch.stack([value_mass[layer] for layer in layers]).cpu().numpy(),
+        sink=torch.stack([sink[layer] for layer in layers]).cpu().numpy(),
+        tokens=(token_sum / len(heads)).cpu().numpy() if heads else None,
+    )
+    return attention, _answer_logprobs(outputs.logits, answer_ids)
+
+
+def passage_shares(mass: np.ndarray) -> np.ndarray:
+    """Each head's attention over passages as shares summing to 1 (what it gives elsewhere drops out)."""
+    return mass / np.clip(mass.sum(axis=-1, keepdims=True), 1e-12, None)
+
+
+def aggregate(
+    attention: PassageAttention,
+    *,
+    heads: Iterable[Head] | None = None,
+    layers: Iterable[int] | None = None,
+    value_weighted: bool = False,
+    exclude_sink: bool = False,
+    shares: bool = False,
+) -> np.ndarray:
+    """[answer_tokens, passages] mean over the chosen heads (or layers; default all) of their passage attention.
+
+    ``exclude_sink`` renormalises each head by the weight left after the first token;
+    ``shares`` takes each head's passage attention as shares of its passage total.
+    """
+    source = attention.value_mass if value_weighted else attention.mass
+    if exclude_sink:
+        source = source / np.clip(1.0 - attention.sink, 1e-6, None)[..., None]
+    if shares:
+        source = passage_shares(source)
+    n_layers, n_heads = source.shape[:2]
+    chosen = np.zeros((n_layers, n_heads), dtype=bool)
+    if heads is not None:
+        for layer, head in heads:
+            chosen[layer, head] = True
+    else:
+        layer_list = list(range(n_layers)) if layers is None else list(layers)
+        chosen[layer_list] = True
+    if not chosen.any():
+        raise PromptError("Choose at least one layer or head to aggregate.")
+    return source[chosen].mean(axis=0)
+
+
+def retrieval_scores(attention: PassageAttention, heads: Sequence[Head]) -> np.ndarray:
+    """[answer_tokens, passages] calibrated attention: the retrieval heads' passage shares, averaged."""
+    return aggregate(attention, heads=heads, exclude_sink=True, shares=True)

@@ -1,0 +1,1 @@
+"""Views: figures shared by the pages, and bertviz's views served offline."""
