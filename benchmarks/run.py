@@ -158,7 +158,7 @@ def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], obj
 
     work: dict[str, Callable[[str], object]] = {
         # Exactly what Explore's cached trace runs (ui.cache.prompt_trace).
-        "trace_full": lambda given: attnviz.tracing.trace(loaded, given, float16=True),
+        "trace_full": lambda given: attnviz.trace(loaded, given, float16=True),
         "trace_layer": lambda given: record(
             loaded, input_ids(loaded, given), layers=[loaded.n_layers // 2], last_logits_only=True
         ),
@@ -231,9 +231,9 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
 
     if name == "bertviz_model_view":
         return Measurement(
-            0.0, None, float(bertviz_model_view_bytes(attnviz.tracing.trace(loaded, text))), "all heads"
+            0.0, None, float(bertviz_model_view_bytes(attnviz.trace(loaded, text))), "all heads"
         )
-    traced = attnviz.tracing.trace(loaded, text, float16=True)
+    traced = attnviz.trace(loaded, text, float16=True)
     subset = fit(traced, "model", default_selection(traced, "model")).subset
     covered = (
         "all heads"

@@ -29,7 +29,7 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
         futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
         assert [queue.ahead_of(f) for f in futures] == [0, 1, 2]
     for prompt, future in zip(PROMPTS, futures, strict=True):
-        alone = attnviz.tracing.trace(loaded, prompt, target=target)
+        alone = attnviz.trace(loaded, prompt, target=target)
         got = future.result(timeout=120)
         assert got.tokens == alone.tokens
         np.testing.assert_allclose(got.attention, alone.attention, atol=1e-5)
@@ -71,7 +71,7 @@ def test_many_threads_each_get_their_prompt(smollm2) -> None:
         thread.join()
     for i, prompt in enumerate(prompts):
         assert results[i].input_ids.tolist() == smollm2.tokenizer(prompt)["input_ids"]
-    alone = attnviz.tracing.trace(smollm2, prompts[5])
+    alone = attnviz.trace(smollm2, prompts[5])
     np.testing.assert_allclose(results[5].attention, alone.attention, atol=1e-5)
 
 

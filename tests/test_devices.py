@@ -47,7 +47,7 @@ def test_cuda_trace_and_summary_equal_the_cpu(tiny_model_dir) -> None:
     cpu = attnviz.load_model(folder, device="cpu")
     gpu = attnviz.load_model(folder, device="cuda")
     text = "one two three four five six seven eight"
-    np.testing.assert_allclose(attnviz.tracing.trace(gpu, text).attention, attnviz.tracing.trace(cpu, text).attention, atol=2e-2)
+    np.testing.assert_allclose(attnviz.trace(gpu, text).attention, attnviz.trace(cpu, text).attention, atol=2e-2)
     np.testing.assert_allclose(summarise(gpu, text).thumbnails, summarise(cpu, text).thumbnails, atol=5e-2)
 
 
@@ -78,8 +78,8 @@ def test_the_models_forward_sees_one_thread_for_a_short_prompt(tiny, two_threads
     seen: list[int] = []
     handle = loaded.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
     try:
-        attnviz.tracing.trace(loaded, "a b c")
-        attnviz.tracing.trace(loaded, " ".join(["word"] * (SMALL_PASS_TOKENS + 8)))
+        attnviz.trace(loaded, "a b c")
+        attnviz.trace(loaded, " ".join(["word"] * (SMALL_PASS_TOKENS + 8)))
     finally:
         handle.remove()
     assert seen == [1, 2]

@@ -109,7 +109,7 @@ def test_minilm_matches_eager(minilm) -> None:
 def test_sliding_window_really_masks(tiny) -> None:
     """Gemma 2's local layers (window 4) give exactly zero weight beyond the window."""
     loaded = tiny("gemma2")
-    result = attnviz.tracing.trace(loaded, "one two three four five six seven eight nine ten")
+    result = attnviz.trace(loaded, "one two three four five six seven eight nine ten")
     sliding_layers = [i for i, t in enumerate(loaded.model.config.layer_types) if t == "sliding_attention"]
     assert sliding_layers
     weights = result.attention[sliding_layers[0]]
@@ -120,7 +120,7 @@ def test_sliding_window_really_masks(tiny) -> None:
 
 
 def test_trace_text_decoder(smollm2) -> None:
-    result = attnviz.tracing.trace(smollm2, "The cat sat on the mat.")
+    result = attnviz.trace(smollm2, "The cat sat on the mat.")
     assert result.tokens[:3] == ("The", " cat", " sat")
     assert result.attention.shape == (30, 9, result.n_tokens, result.n_tokens)
     np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
@@ -128,22 +128,22 @@ def test_trace_text_decoder(smollm2) -> None:
 
 
 def test_trace_chat_marks_special_tokens(smollm2) -> None:
-    result = attnviz.tracing.trace(smollm2, messages=[{"role": "user", "content": "Hi <b>there</b>"}])
+    result = attnviz.trace(smollm2, messages=[{"role": "user", "content": "Hi <b>there</b>"}])
     assert result.tokens[0] == "<|im_start|>" and result.special[0]
     assert "".join(result.tokens).count("<b>") == 1
     assert not any(result.special[i] for i, t in enumerate(result.tokens) if t.strip() == "there")
 
 
 def test_wordpiece_and_special_tokens(minilm) -> None:
-    result = attnviz.tracing.trace(minilm, "Tokenization happens")
+    result = attnviz.trace(minilm, "Tokenization happens")
     assert result.tokens[0] == "[CLS]" and result.special[0] and result.special[-1]
     assert any(t.startswith("##") for t in result.tokens)
     assert result.attention.shape == (6, 12, result.n_tokens, result.n_tokens)
 
 
 def test_layers_heads_and_float16_reduce_what_is_kept(smollm2) -> None:
-    full = attnviz.tracing.trace(smollm2, "Small memory please.")
-    part = attnviz.tracing.trace(smollm2, "Small memory please.", layers=[3, 7], heads=[0, 8], float16=True)
+    full = attnviz.trace(smollm2, "Small memory please.")
+    part = attnviz.trace(smollm2, "Small memory please.", layers=[3, 7], heads=[0, 8], float16=True)
     assert part.attention.dtype == np.float16
     assert part.layers == (3, 7) and part.heads == (0, 8)
     np.testing.assert_allclose(part.attention, full.attention[[3, 7]][:, [0, 8]], atol=1e-3)
@@ -153,7 +153,7 @@ def test_trace_batch_crops_padding(tiny) -> None:
     """Bidirectional encoder, right padding: each prompt gets exactly its unpadded trace."""
     loaded = tiny("bert")
     short, long = attnviz.trace_batch(loaded, ["a short one", "a much longer prompt than the first one"])
-    alone = attnviz.tracing.trace(loaded, "a short one")
+    alone = attnviz.trace(loaded, "a short one")
     assert short.tokens == alone.tokens and long.n_tokens > short.n_tokens
     np.testing.assert_allclose(short.attention, alone.attention, atol=TOLERANCE)
 
@@ -171,7 +171,7 @@ def test_left_padding_is_cropped_away(smollm2) -> None:
 
 def test_encoder_decoder_trace_has_three_stacks(tiny) -> None:
     loaded = tiny("t5")
-    result = attnviz.tracing.trace(loaded, "translate this sentence", target="traduire")
+    result = attnviz.trace(loaded, "translate this sentence", target="traduire")
     t, n = len(result.target_tokens), result.n_tokens
     assert result.decoder_attention.shape == (2, 4, t, t)
     assert result.cross_attention.shape == (2, 4, t, n)
@@ -190,17 +190,17 @@ def test_head_ablation_zeroes_the_head_and_changes_output(smollm2) -> None:
 @pytest.mark.parametrize("prompt", ["", "   \n\t "])
 def test_empty_prompt_is_refused(smollm2, prompt: str) -> None:
     with pytest.raises(PromptError, match="empty"):
-        attnviz.tracing.trace(smollm2, prompt)
+        attnviz.trace(smollm2, prompt)
 
 
 def test_huge_prompt_is_refused(smollm2) -> None:
     with pytest.raises(PromptError, match="at most 4096"):
-        attnviz.tracing.trace(smollm2, "word " * 5000)
+        attnviz.trace(smollm2, "word " * 5000)
 
 
 def test_odd_unicode_round_trips(smollm2) -> None:
     text = "naïve café 🤖 ∑ 中文 \u200b e\u0301"
-    result = attnviz.tracing.trace(smollm2, text)
+    result = attnviz.trace(smollm2, text)
     assert result.n_tokens > 5 and np.isfinite(result.attention).all()
 
 
