@@ -23,7 +23,8 @@ from attnviz.models.loading import (
 from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import GRANULARITIES
-from attnviz.tracing.trace import PromptError, trace
+from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.trace import trace
 
 
 def _models(_: argparse.Namespace) -> int:

@@ -38,13 +38,14 @@ def measure(mode: str, n: int) -> dict[str, float | int | str]:
 
     import attnviz
     from attnviz.heads.summary import summarise
-    from attnviz.tracing.trace import forward
+    from attnviz.tracing.forward import forward
+    from attnviz.tracing.inputs import prompt_inputs
 
     torch.set_num_threads(2)
     loaded = attnviz.load_model(MODEL)
     ids = _prompt_ids(loaded, n)
     text = loaded.tokenizer.decode(ids)
-    inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+    inputs = prompt_inputs(ids)
     start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "sdpa":
         forward(loaded, inputs, None, last_logits_only=True)

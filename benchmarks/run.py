@@ -102,9 +102,9 @@ def prompt_text(tokenizer, tokens: int, variant: int = 0) -> str:  # noqa: ANN00
 
 def input_ids(loaded: "LoadedModel", text: str) -> dict:  # noqa: F821
     """The model inputs of ``text``: its token ids as a batch of one."""
-    import torch
+    from attnviz.tracing.inputs import prompt_inputs
 
-    return {"input_ids": torch.tensor([loaded.tokenizer(text)["input_ids"]])}
+    return prompt_inputs(loaded.tokenizer(text)["input_ids"])
 
 
 def _timed(work: Callable[[], object], repeats: int) -> Measurement:

@@ -12,8 +12,9 @@ from attnviz.heads.ablation import NoPredictionError
 from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError
 from attnviz.heads.stats import STATISTICS
 from attnviz.tracing.hooks import Site
+from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.prediction import RankChange, rank_changes
-from attnviz.tracing.trace import STACK_LABELS, PromptError, stack_view, stacks_of
+from attnviz.tracing.stacks import STACK_LABELS, stack_view, stacks_of
 from attnviz.views import figures
 from ui import cache
 from ui.navigation import start_page

@@ -14,7 +14,8 @@ from attnviz.masks import rules as mask_rules
 from attnviz.masks.builders import MaskStats
 from attnviz.masks.runs import MaskComparison, ModelMasks, prompt_tokens
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing.trace import STACK_LABELS, PromptError
+from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.stacks import STACK_LABELS
 from attnviz.views.figures import attention_heatmap, mask_heatmap, visible_text
 from ui import cache
 from ui.navigation import start_page

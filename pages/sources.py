@@ -16,7 +16,7 @@ from attnviz.sources.attribution import Attribution
 from attnviz.sources.calibration import calibration
 from attnviz.sources.figures import highlighted_sources, highlighted_tokens, source_bar
 from attnviz.tracing.batching import Turns
-from attnviz.tracing.trace import PromptError
+from attnviz.tracing.inputs import PromptError
 from attnviz.views.figures import attention_heatmap
 from ui import cache
 from ui.navigation import start_page

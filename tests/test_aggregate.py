@@ -9,7 +9,7 @@ from torch import nn
 
 from attnviz.heads import aggregate
 from attnviz.heads.aggregate import UnsupportedModelError
-from attnviz.tracing.trace import stack_view, stacks_of
+from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import trace as trace_prompt
 
 

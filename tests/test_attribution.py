@@ -16,7 +16,7 @@ from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import Case
 from attnviz.sources.demo import DEMO_CASES
 from attnviz.sources.passages import build_prompt
-from attnviz.tracing.trace import PromptError
+from attnviz.tracing.inputs import PromptError
 
 PASSAGES = ["The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten."]
 

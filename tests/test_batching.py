@@ -10,7 +10,7 @@ import pytest
 
 import attnviz
 from attnviz.tracing.batching import Request, TraceQueue, Turns
-from attnviz.tracing.trace import PromptError
+from attnviz.tracing.inputs import PromptError
 
 PROMPTS = [
     "The cat sat on the mat.",

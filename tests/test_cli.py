@@ -54,8 +54,8 @@ def test_prepare_is_idempotent_and_reports_progress(smollm2, minilm) -> None:
 
 
 def test_summary_from_a_text_file_equals_the_full_trace(tmp_path: Path, tiny_model_dir, tiny) -> None:
-    from attnviz.heads.grid import thumbnail
     from attnviz.heads.stats import head_stats
+    from attnviz.tracing.thumbnails import thumbnail
 
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("one two three four five six seven eight nine ten eleven twelve", encoding="utf-8")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnviz.heads.grid import head_grid, thumbnail
-from attnviz.tracing.trace import batch_inputs, record, trace, trace_batch
+from attnviz.heads.grid import head_grid
+from attnviz.tracing.inputs import batch_inputs
+from attnviz.tracing.thumbnails import thumbnail
+from attnviz.tracing.trace import record, trace, trace_batch
 
 
 def block_means(matrix: np.ndarray, size: int) -> np.ndarray:

@@ -22,8 +22,10 @@ from attnviz.masks import builders as masks
 from attnviz.masks import rules as mask_rules
 from attnviz.masks import runs as mask_runs
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.forward import forward
 from attnviz.tracing.hooks import Hooks
-from attnviz.tracing.trace import encode, forward, record
+from attnviz.tracing.inputs import encode
+from attnviz.tracing.trace import record
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
 

@@ -8,7 +8,8 @@ import torch
 
 from attnviz.sources.attention import PassageAttention, aggregate, passage_attention
 from attnviz.sources.passages import build_prompt
-from attnviz.tracing.trace import PromptError, record
+from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.trace import record
 
 PASSAGES = ["The cat sleeps on the warm mat.", "Paris is the capital of France.", "Nine plus one is ten."]
 

@@ -7,9 +7,9 @@ import pytest
 
 import attnviz
 from attnviz.heads import stats
-from attnviz.heads.grid import thumbnail
 from attnviz.heads.summary import STAT_NAMES, summarise
-from attnviz.tracing.trace import PromptError
+from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.thumbnails import thumbnail
 
 # Small chunks force many chunks of queries (and key trimming) even on short prompts.
 SMALL_CHUNKS = 20_000

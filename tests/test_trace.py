@@ -10,7 +10,8 @@ import transformers as tf
 import attnviz
 from attnviz.models.loading import LoadedModel, ModelLoadError
 from attnviz.tracing.hooks import Site
-from attnviz.tracing.trace import PromptError, record
+from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.trace import record
 
 TOLERANCE = 1e-5
 TEXT_FAMILIES = [

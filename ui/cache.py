@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
+from cachetools import LRUCache
 import torch
 
 import attnviz
@@ -32,7 +32,9 @@ from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_ma
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.hooks import Site, Stack
-from attnviz.tracing.trace import Messages, Trace, encode, stack_view, stacks_of, trace
+from attnviz.tracing.inputs import Messages, encode
+from attnviz.tracing.stacks import stack_view, stacks_of
+from attnviz.tracing.trace import Trace, trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -117,8 +119,7 @@ class TraceStore:
     """
 
     def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._done: OrderedDict[Prompt, Trace] = OrderedDict()
+        self._done: LRUCache[Prompt, Trace] = LRUCache(maxsize=budget, getsizeof=_nbytes)
         self._pending: dict[Prompt, Future[Trace]] = {}
         self._lock = threading.Lock()
 
@@ -126,9 +127,8 @@ class TraceStore:
         """The trace of ``prompt``: finished, in flight, or newly queued on its model."""
         with self._lock:
             if prompt in self._done:
-                self._done.move_to_end(prompt)
                 ready: Future[Trace] = Future()
-                ready.set_result(self._done[prompt])
+                ready.set_result(self._done[prompt])  # reading it makes it the most recently used
                 return ready
             if prompt in self._pending:
                 return self._pending[prompt]
@@ -149,12 +149,10 @@ class TraceStore:
             self._pending.pop(prompt, None)
             if future.cancelled() or future.exception() is not None:
                 return
-            result = _freeze(future.result())
-            self._done[prompt] = result
-            total = sum(_nbytes(t) for t in self._done.values())
-            while total > self.budget and len(self._done) > 1:
-                _, evicted = self._done.popitem(last=False)
-                total -= _nbytes(evicted)
+            try:
+                self._done[prompt] = _freeze(future.result())
+            except ValueError:  # larger than the whole budget: its requester has it, the store does not keep it
+                pass
 
     def __len__(self) -> int:
         return len(self._done)
@@ -171,23 +169,16 @@ class SharedResults:
     ``max_entries``: thirty students pressing Answer on the same demo compute it once."""
 
     def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._done: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self._done: LRUCache[Hashable, object] = LRUCache(maxsize=max_entries)
+        self._lock = threading.Lock()  # every session's script thread reads and writes it
 
     def get(self, key: Hashable) -> object | None:
         with self._lock:
-            if key not in self._done:
-                return None
-            self._done.move_to_end(key)
-            return self._done[key]
+            return self._done.get(key)
 
     def put(self, key: Hashable, value: object) -> None:
         with self._lock:
             self._done[key] = value
-            self._done.move_to_end(key)
-            while len(self._done) > self.max_entries:
-                self._done.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every result (e.g. after the retrieval heads were chosen again)."""

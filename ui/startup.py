@@ -35,7 +35,7 @@ def warm_up(name: str) -> None:
     the next, the first grid figure 0.06 s, pandas' import 0.5-1.0 s)."""
     import pandas  # noqa: F401 - the pages' tables; imported here rather than in the first visitor's run
 
-    from attnviz.tracing.trace import stacks_of
+    from attnviz.tracing.stacks import stacks_of
     from attnviz.views import figures
     from ui import cache
 

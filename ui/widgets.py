@@ -11,7 +11,8 @@ import re
 import streamlit as st
 
 from attnviz.models.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
-from attnviz.tracing.trace import PromptError, Trace, encode
+from attnviz.tracing.inputs import PromptError, encode
+from attnviz.tracing.trace import Trace
 from ui import cache
 
 CUSTOM = "Other (folder or Hugging Face id)…"

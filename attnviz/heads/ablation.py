@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.hooks import Site
+from attnviz.tracing.inputs import trace_inputs
 from attnviz.tracing.prediction import Prediction, top_next_tokens
-from attnviz.tracing.trace import Trace, record, trace_inputs
+from attnviz.tracing.trace import Trace, record
 
 
 class NoPredictionError(ValueError):

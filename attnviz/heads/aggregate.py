@@ -18,8 +18,11 @@ import torch
 from torch import nn
 
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.forward import forward
 from attnviz.tracing.hooks import AttentionCall, Hooks, Site, Stack
-from attnviz.tracing.trace import StackView, Trace, forward, trace_inputs
+from attnviz.tracing.inputs import trace_inputs
+from attnviz.tracing.stacks import StackView
+from attnviz.tracing.trace import Trace
 
 
 class UnsupportedModelError(ValueError):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.inputs import prompt_inputs
 from attnviz.tracing.trace import record
 
 STATISTICS = {
@@ -140,7 +141,7 @@ def repeated_random_tokens(loaded: LoadedModel, period: int = 50, seed: int = 0)
 def induction_scores(loaded: LoadedModel, period: int = 50, seed: int = 0) -> np.ndarray:
     """Induction score [layers, heads] of every head of the model's main self-attention stack."""
     ids, start = repeated_random_tokens(loaded, period, seed)
-    inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+    inputs = prompt_inputs(ids)
     stack = loaded.main_stack
     if loaded.kind == "encoder-decoder":
         start_id = loaded.model.config.decoder_start_token_id

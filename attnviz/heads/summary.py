@@ -3,7 +3,7 @@
 Every layer's full maps grow as layers × heads × n² (21 GB for SmolLM2 at 8,192 tokens). A
 :class:`Summary` is reduced inside our attention function, one chunk of queries at a time,
 on the device that holds each layer: at any moment it holds one chunk's weights plus, per
-layer, [heads, 24, n] block sums. Thumbnails equal :func:`attnviz.heads.grid.thumbnail` of the
+layer, [heads, 24, n] block sums. Thumbnails equal :func:`attnviz.tracing.thumbnails.thumbnail` of the
 full maps and statistics equal :mod:`attnviz.heads.stats` (up to float32 summation order).
 """
 
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz.heads.grid import THUMBNAIL, ThumbnailSums
 from attnviz.heads.stats import HeadStats
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.forward import chunk_bytes_for, forward
 from attnviz.tracing.hooks import AttentionCall, Hooks, Stack
+from attnviz.tracing.inputs import Messages, batch_inputs
+from attnviz.tracing.thumbnails import THUMBNAIL, ThumbnailSums
 from attnviz.tracing.tokens import display_tokens
-from attnviz.tracing.trace import Messages, batch_inputs, chunk_bytes_for, forward
 
 STAT_NAMES = ("entropy", "distance", "first_token", "previous_token")
 
@@ -30,7 +31,7 @@ class Summary:
     """What the head grid and head statistics need of one prompt's main self-attention stack.
 
     ``thumbnails`` is float32 [layers, heads, size, size] (each head's map block-averaged and
-    scaled to its maximum, as :func:`attnviz.heads.grid.thumbnail`); ``head_stats`` is float64
+    scaled to its maximum, as :func:`attnviz.tracing.thumbnails.thumbnail`); ``head_stats`` is float64
     [layers, heads, S] with S = ``head_stat_names``; ``device``/``dtype`` say where it ran.
     """
 
@@ -124,7 +125,7 @@ def summarise(
     """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
 
     ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
-    default (:func:`attnviz.tracing.trace.chunk_bytes_for`).
+    default (:func:`attnviz.tracing.forward.chunk_bytes_for`).
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)

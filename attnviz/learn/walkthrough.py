@@ -21,9 +21,10 @@ from attnviz.learn import variants
 from attnviz.masks import builders as masks
 from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.forward import forward
 from attnviz.tracing.hooks import AttentionCall, Hooks
+from attnviz.tracing.inputs import PromptError, encode, prompt_inputs
 from attnviz.tracing.tokens import display_tokens
-from attnviz.tracing.trace import PromptError, encode, forward
 
 MASK_CHOICES = ("none", "causal", "sliding window", "strided", "padding")
 MAX_TOY_WORDS = 8
@@ -230,7 +231,7 @@ def first_layer(
     attn = layer.self_attn
     head_dim = attn.head_dim
     rope = sys.modules[type(attn).__module__].apply_rotary_pos_emb  # the family's own RoPE function
-    # On as many threads as the model's own pass of these ids (trace.forward), so the check compares like
+    # On as many threads as the model's own pass of these ids (forward.forward), so the check compares like
     # with like: a different thread count can round a matmul differently.
     threads = devices.cpu_threads_for(len(ids), loaded.device)
     with loaded.lock, torch.inference_mode(), threads:
@@ -288,7 +289,7 @@ def _traced_first_layer(
         outputs.append(output[0])
         raise _FirstLayerDone
 
-    inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+    inputs = prompt_inputs(ids)
     hooks = Hooks(record=calls.append, layers=frozenset({0}), mask=torch.as_tensor(allowed))
     with loaded.lock:  # the stop hook sits on a shared module: no other session may run meanwhile
         handle = layer.self_attn.register_forward_hook(stop)

@@ -14,10 +14,12 @@ import torch
 
 from attnviz.masks.builders import MAX_MASK_TOKENS, allowed_from_additive
 from attnviz.models.loading import LoadedModel
+from attnviz.tracing.forward import forward
 from attnviz.tracing.hooks import AttentionCall, Hooks, Stack
+from attnviz.tracing.inputs import Messages, PromptError, batch_inputs, encode
 from attnviz.tracing.prediction import Prediction, top_next_tokens
 from attnviz.tracing.tokens import display_tokens
-from attnviz.tracing.trace import Messages, PromptError, batch_inputs, encode, forward, record
+from attnviz.tracing.trace import record
 
 # --- masks the model really used --------------------------------------------------------------
 

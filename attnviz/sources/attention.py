@@ -17,8 +17,9 @@ import torch
 
 from attnviz.models.loading import LoadedModel
 from attnviz.sources.passages import PassagePrompt
+from attnviz.tracing.forward import forward
 from attnviz.tracing.hooks import AttentionCall, Hooks
-from attnviz.tracing.trace import PromptError, forward
+from attnviz.tracing.inputs import PromptError, prompt_inputs
 
 Head = tuple[int, int]
 
@@ -44,8 +45,7 @@ class PassageAttention:
 
 def _sequence(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> dict[str, object]:
     """Model inputs for prompt + answer, asking only for the logits that predict answer tokens when possible."""
-    ids = torch.as_tensor(np.concatenate([prompt_ids, answer_ids]))[None]
-    inputs: dict[str, object] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs: dict[str, object] = prompt_inputs(np.concatenate([prompt_ids, answer_ids]).tolist())
     if "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
         inputs["logits_to_keep"] = len(answer_ids) + 1  # [n, vocab] logits would be 400 MB at 2,000 tokens
     return inputs

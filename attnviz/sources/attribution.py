@@ -32,8 +32,8 @@ from attnviz.sources.ablation import DEFAULT_PASSES, MAX_LEAVE_ONE_OUT, SourceAb
 from attnviz.sources.attention import Head, PassageAttention, aggregate, passage_attention, retrieval_scores
 from attnviz.sources.calibration import Calibration, calibration
 from attnviz.sources.passages import PassagePrompt, Progress, Source, build_prompt
+from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.tokens import display_tokens
-from attnviz.tracing.trace import PromptError
 
 METHODS = ("attention", "naive", "ablation")
 DEFAULT_MAX_NEW_TOKENS = 32

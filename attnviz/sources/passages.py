@@ -20,7 +20,7 @@ import numpy as np
 import pysbd
 
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing.trace import PromptError
+from attnviz.tracing.inputs import PromptError
 
 MAX_UPLOAD_BYTES = 200_000
 MAX_UPLOAD_FILES = 8

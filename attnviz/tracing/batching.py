@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing.trace import DEFAULT_MAX_TOKENS, Messages, Trace, trace_batch
+from attnviz.tracing.inputs import DEFAULT_MAX_TOKENS, Messages
+from attnviz.tracing.trace import Trace, trace_batch
 
 SHORT_CHARS = 2_000  # only prompts up to this long share a batch; longer ones run alone
 

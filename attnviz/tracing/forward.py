@@ -1,0 +1,62 @@
+"""The forward pass: one run of the model without KV cache, under its lock, with our hooks and thread budget."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from transformers.utils import ModelOutput
+
+from attnviz.models import devices
+from attnviz.models.loading import LoadedModel
+from attnviz.tracing import hooks
+from attnviz.tracing.hooks import Hooks
+
+# Float32 scores of one chunk of queries (see hooks.Hooks.chunk_bytes). On a CPU, cache-sized chunks keep
+# every step of the softmax in cache and let causal chunks skip the keys they cannot see: a full trace of
+# SmolLM2 at 1,024-2,048 tokens took 1.2-1.5x an SDPA forward with 8 MB chunks against 1.5-2.4x with
+# 256 MB, a 2,048-token summary 13 s against 28 s (measured). At least MIN_CHUNK_ROWS rows per chunk
+# bound the per-chunk overhead of long prompts (8,192 tokens: 163 s with 64-row chunks, 194 s with 14).
+# A GPU prefers few large chunks (each chunk is a few kernel launches and a sync).
+CPU_CHUNK_BYTES = 8 * 2**20
+MIN_CHUNK_ROWS = 64
+GPU_CHUNK_BYTES = 256 * 2**20
+
+
+def chunk_bytes_for(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> int:
+    """Bytes of float32 scores (and softmax) per chunk of queries for ``inputs`` on the model's device.
+
+    Inputs without token ids (a ViT's pixels) take the cache-sized default.
+    """
+    if loaded.device.type != "cpu":
+        return GPU_CHUNK_BYTES
+    ids = inputs.get("input_ids")
+    n_tokens = int(ids.shape[-1]) if ids is not None else 0
+    return max(CPU_CHUNK_BYTES, MIN_CHUNK_ROWS * loaded.n_heads * n_tokens * 8)
+
+
+def forward(
+    loaded: LoadedModel,
+    inputs: dict[str, object],
+    active: Hooks | None = None,
+    *,
+    last_logits_only: bool = False,
+) -> ModelOutput:
+    """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied.
+
+    Inputs move to the device of the model's input embeddings (the first device when spread).
+    ``last_logits_only`` skips the [n, vocab] logits (200 MB at 1,024 tokens for SmolLM2)
+    when only attention or the next token is wanted.
+    """
+    extra: dict[str, object] = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
+    if last_logits_only and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
+        extra["logits_to_keep"] = 1
+    inputs = {
+        name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()
+    }
+    # Token ids (encoder and decoder) size the pass; an image model's pixels are never a small pass.
+    ids = [value for name, value in inputs.items() if name.endswith("input_ids") and torch.is_tensor(value)]
+    tokens = sum(value.numel() for value in ids) if ids else None
+    threads = devices.cpu_threads_for(tokens, loaded.device)
+    with loaded.lock, torch.inference_mode(), hooks.active(active), threads:
+        return loaded.model(**inputs, **extra)
