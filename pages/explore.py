@@ -11,7 +11,7 @@ import streamlit as st
 from attnviz.heads.ablation import NoPredictionError
 from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError
 from attnviz.heads.stats import STATISTICS
-from attnviz.tracing.hooks import Site
+from attnviz.hooks import Site
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.prediction import RankChange, rank_changes
 from attnviz.tracing.stacks import STACK_LABELS, stack_view, stacks_of

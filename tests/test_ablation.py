@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnviz.heads.ablation import NoPredictionError, ablate_heads, next_token
-from attnviz.tracing.hooks import Site
+from attnviz.hooks import Site
 from attnviz.tracing.prediction import rank_changes
 from attnviz.tracing.trace import trace as trace_prompt
 

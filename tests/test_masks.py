@@ -18,12 +18,12 @@ from transformers.masking_utils import (
     sliding_window_causal_mask_function,
 )
 
+from attnviz.hooks import Hooks
 from attnviz.masks import builders as masks
 from attnviz.masks import rules as mask_rules
 from attnviz.masks import runs as mask_runs
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
-from attnviz.tracing.hooks import Hooks
 from attnviz.tracing.inputs import encode
 from attnviz.tracing.trace import record
 

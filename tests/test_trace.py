@@ -8,8 +8,8 @@ import torch
 import transformers as tf
 
 import attnviz
+from attnviz.hooks import Site
 from attnviz.models.loading import LoadedModel, ModelLoadError
-from attnviz.tracing.hooks import Site
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.trace import record
 
@@ -85,8 +85,8 @@ def test_each_chunks_key_width_is_found_once_per_forward(tiny, monkeypatch: pyte
     loaded = tiny("llama")
     inputs = padded_batch(loaded)
     calls = []
-    real = attnviz.tracing.hooks._last_key
-    monkeypatch.setattr(attnviz.tracing.hooks, "_last_key", lambda *args: calls.append(1) or real(*args))
+    real = attnviz.hooks._last_key
+    monkeypatch.setattr(attnviz.hooks, "_last_key", lambda *args: calls.append(1) or real(*args))
     record(loaded, inputs, chunk_bytes=1)
     assert len(calls) == inputs["input_ids"].shape[1] and loaded.n_layers > 1
 
@@ -232,7 +232,7 @@ def test_causal_mask_is_skipped_exactly_where_sdpa_skips_it() -> None:
     """Unpadded causal prompts get no mask (SDPA's is_causal kernel); padded ones get eager's mask."""
     from transformers.masking_utils import eager_mask
 
-    from attnviz.tracing.hooks import attnviz_mask
+    from attnviz.hooks import attnviz_mask
 
     assert attnviz_mask(batch_size=1, q_length=5, kv_length=5, allow_is_causal_skip=True) is None
     padding = torch.tensor([[False, True, True, True, True]])  # models pass the 2-D mask as bool

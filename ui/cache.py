@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
-from cachetools import LRUCache
 import torch
+from cachetools import LRUCache
 
 import attnviz
 from attnviz.heads.ablation import AblationResult, ablate_heads
@@ -27,11 +27,11 @@ from attnviz.heads.aggregate import ValueNorms, aggregate_map, value_norms
 from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.heads.stats import HeadStats, head_stats, induction_scores
 from attnviz.heads.summary import Summary, summarise
+from attnviz.hooks import Site, Stack
 from attnviz.learn.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.batching import Request, TraceQueue, Turns
-from attnviz.tracing.hooks import Site, Stack
 from attnviz.tracing.inputs import Messages, encode
 from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import Trace, trace

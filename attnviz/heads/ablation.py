@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attnviz.hooks import Site
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing.hooks import Site
 from attnviz.tracing.inputs import trace_inputs
 from attnviz.tracing.prediction import Prediction, top_next_tokens
 from attnviz.tracing.trace import Trace, record

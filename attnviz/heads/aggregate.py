@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
-from attnviz.tracing.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.tracing.inputs import trace_inputs
 from attnviz.tracing.stacks import StackView
 from attnviz.tracing.trace import Trace

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from attnviz.heads.stats import HeadStats
+from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import chunk_bytes_for, forward
-from attnviz.tracing.hooks import AttentionCall, Hooks, Stack
 from attnviz.tracing.inputs import Messages, batch_inputs
 from attnviz.tracing.thumbnails import THUMBNAIL, ThumbnailSums
 from attnviz.tracing.tokens import display_tokens

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnviz.hooks import AttentionCall, Hooks
 from attnviz.learn import variants
 from attnviz.masks import builders as masks
 from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
-from attnviz.tracing.hooks import AttentionCall, Hooks
 from attnviz.tracing.inputs import PromptError, encode, prompt_inputs
 from attnviz.tracing.tokens import display_tokens
 

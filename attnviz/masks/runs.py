@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.masks.builders import MAX_MASK_TOKENS, allowed_from_additive
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
-from attnviz.tracing.hooks import AttentionCall, Hooks, Stack
 from attnviz.tracing.inputs import Messages, PromptError, batch_inputs, encode
 from attnviz.tracing.prediction import Prediction, top_next_tokens
 from attnviz.tracing.tokens import display_tokens

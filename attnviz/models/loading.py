@@ -29,8 +29,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from attnviz import hooks
 from attnviz.models import devices, offline
-from attnviz.tracing import hooks
 
 Kind = Literal["decoder", "encoder", "encoder-decoder"]
 Progress = Callable[[str], None]

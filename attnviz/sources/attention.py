@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from attnviz.hooks import AttentionCall, Hooks
 from attnviz.models.loading import LoadedModel
 from attnviz.sources.passages import PassagePrompt
 from attnviz.tracing.forward import forward
-from attnviz.tracing.hooks import AttentionCall, Hooks
 from attnviz.tracing.inputs import PromptError, prompt_inputs
 
 Head = tuple[int, int]

@@ -7,10 +7,10 @@ import inspect
 import torch
 from transformers.utils import ModelOutput
 
+from attnviz import hooks
+from attnviz.hooks import Hooks
 from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing import hooks
-from attnviz.tracing.hooks import Hooks
 
 # Float32 scores of one chunk of queries (see hooks.Hooks.chunk_bytes). On a CPU, cache-sized chunks keep
 # every step of the softmax in cache and let causal chunks skip the keys they cannot see: a full trace of

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnviz.tracing.hooks import Stack
+from attnviz.hooks import Stack
 from attnviz.tracing.trace import Trace
 
 STACK_LABELS: dict[Stack, str] = {

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from transformers.utils import ModelOutput
 
+from attnviz import hooks
+from attnviz.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.models.loading import Kind, LoadedModel
-from attnviz.tracing import hooks
 from attnviz.tracing.forward import chunk_bytes_for, forward
-from attnviz.tracing.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.tracing.inputs import DEFAULT_MAX_TOKENS, Messages, batch_inputs, require_tokenizer
 from attnviz.tracing.thumbnails import THUMBNAIL, ThumbnailSums
 from attnviz.tracing.tokens import display_tokens

@@ -170,7 +170,7 @@ def stack_layers(model: nn.Module) -> dict[Stack, tuple[int, ...]]:
 def _site(module: nn.Module) -> Site:
     site = _SITES.get(module)
     if site is None:
-        raise RuntimeError("attention module of a model that attnviz.tracing.hooks.attach() has not seen")
+        raise RuntimeError("attention module of a model that attnviz.hooks.attach() has not seen")
     return site
 
 

@@ -1,0 +1,108 @@
+"""The library's layout: one package per concept, imports running one way, the public API unchanged."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THIS = str(Path(__file__).resolve().relative_to(ROOT))
+LIBRARY = ROOT / "attnviz"
+CONCEPTS = ("heads", "masks", "sources", "learn")
+# Lower layers first: a module may import its own package and any layer below it.
+LAYERS = {"hooks": 0, "models": 1, "tracing": 2, "heads": 3, "masks": 3, "views": 4, "sources": 5, "learn": 5}
+# Where one concept builds on another (each said in the package docstring).
+BUILDS_ON = {("learn", "masks")}
+
+
+def _part(module: str) -> str | None:
+    """The layer of ``attnviz.<part>...``, or None for the top level (cli, __init__)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _imports(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("attnviz"):
+            modules.add(node.module)
+            if node.module == "attnviz":
+                modules.update(f"attnviz.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names if alias.name.startswith("attnviz"))
+    return modules
+
+
+def _library_modules() -> list[tuple[str, Path]]:
+    return [(".".join(p.relative_to(ROOT).with_suffix("").parts), p) for p in sorted(LIBRARY.rglob("*.py"))]
+
+
+def test_imports_run_down_the_layers_and_concepts_stay_apart() -> None:
+    wrong = []
+    for name, path in _library_modules():
+        own = _part(name)
+        if own is None:
+            continue
+        for imported in _imports(path):
+            other = _part(imported)
+            if other is None or other == own:
+                if other is None and imported not in ("attnviz",):
+                    wrong.append(f"{name} imports the top level {imported}")
+                continue
+            upward = LAYERS[other] > LAYERS[own] or (LAYERS[other] == LAYERS[own])
+            across = own in CONCEPTS and other in CONCEPTS and (own, other) not in BUILDS_ON
+            if upward or across:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+
+
+def test_every_package_says_its_concept_in_its_docstring() -> None:
+    for package in [p for p in LIBRARY.iterdir() if (p / "__init__.py").exists()]:
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and doc.split(":")[0].lower() == package.name, package.name
+
+
+def test_the_library_never_imports_streamlit() -> None:
+    for name, path in _library_modules():
+        assert not any(m == "streamlit" or m.startswith("streamlit.") for m in _stdlib_free_imports(path)), name
+
+
+def _stdlib_free_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_public_api_names_import_as_before() -> None:
+    import attnviz
+    import attnviz.variants
+    from attnviz import LoadedModel, ModelInfo, ModelLoadError, Trace, attribute, builtin_models, load_model, trace
+    from attnviz.variants import additive, multi_head, scaled_dot_product
+
+    assert callable(load_model) and callable(trace) and callable(attribute) and callable(builtin_models)
+    assert attnviz.variants is sys.modules["attnviz.learn.variants"]
+    assert {LoadedModel, ModelInfo, Trace} and issubclass(ModelLoadError, Exception)
+    assert all(callable(f) for f in (additive, multi_head, scaled_dot_product))
+
+
+def test_every_cli_command_is_still_there() -> None:
+    result = subprocess.run([sys.executable, "-m", "attnviz", "--help"], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert {"models", "prepare", "trace", "attribute"} <= set(listed)
+
+
+def test_nothing_reads_a_folder_beside_the_clone() -> None:
+    """A user's clone has nothing beside it: data a feature, test or benchmark needs ships in the repo."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    readers = [f for f in tracked.split() if (f.endswith((".py", ".sh")) or f == "Makefile") and f != THIS]
+    outside = [f for f in readers if "../shared" in (ROOT / f).read_text(encoding="utf-8") or
+               '"shared" / "data"' in (ROOT / f).read_text(encoding="utf-8")]  # fmt: skip
+    assert outside == []
