@@ -19,7 +19,7 @@ from attnviz.views.figures import visible_text
 from benchmarks.payload import payload_sizes
 from tests.apptest import open_page
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_PROMPTS = ("</script><img src=x onerror=alert(1)>", "<svg onload=alert(1)> & <b>bold</b>")
 DATA_BLOCK = re.compile(r"<script type='application/json' id='attnviz-bertviz-data'>(.*?)</script>", re.DOTALL)
 PAGE_TAGS = {"html", "head", "meta", "body", "div", "span", "select", "option", "script"}
