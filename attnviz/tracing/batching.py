@@ -13,7 +13,7 @@ short traces still slip in between their forward passes.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -53,6 +53,7 @@ class TraceQueue:
         self.max_batch = max_batch
         self._waiting: deque[tuple[Request, Future[Trace]]] = deque()
         self._running = 0
+        self._passes: Counter[int] = Counter()
         self._ready = threading.Condition()
         threading.Thread(target=self._work, name=f"attnviz-trace-{loaded.info.name}", daemon=True).start()
 
@@ -71,6 +72,11 @@ class TraceQueue:
                 if waiting is future:
                     return self._running + index
         return 0
+
+    def passes_by_size(self) -> dict[int, int]:
+        """How many batched traces have started, by how many requests each held (did batches form?)."""
+        with self._ready:
+            return dict(self._passes)
 
     def _next_batch(self) -> list[tuple[Request, Future[Trace]]]:
         """The oldest request plus the waiting ones it can share a forward pass with."""
@@ -110,6 +116,8 @@ class TraceQueue:
         if not batch:
             return
         first = batch[0][0]
+        with self._ready:
+            self._passes[len(batch)] += 1
         try:
             traces = trace_batch(
                 self.loaded,

@@ -48,3 +48,37 @@ def test_passage_attention_equals_sums_of_the_full_recorded_weights(tiny) -> Non
     np.testing.assert_allclose(
         logprobs, expected[torch.arange(3), torch.as_tensor(answer_ids)].numpy(), atol=1e-4
     )
+
+
+def test_value_mass_equals_eager_weights_times_value_norms(tiny) -> None:
+    """``value_mass`` from transformers' own pieces: eager ``output_attentions`` and the v_proj outputs.
+
+    Each key counts with the norm of its value vector (the key/value head a query head shares under
+    GQA), as a share of that query row's value-weighted total."""
+    loaded = tiny("llama")
+    prompt = build_prompt(loaded, "Where is Paris?", PASSAGES)
+    answer_ids = np.array([100, 200, 300])
+    reduced, _ = passage_attention(loaded, prompt, answer_ids)
+    config = loaded.model.config
+    eager = type(loaded.model).from_pretrained(loaded.model.name_or_path, attn_implementation="eager").eval()
+    values: list[torch.Tensor] = []
+    hooks = [
+        layer.self_attn.v_proj.register_forward_hook(lambda _m, _i, out: values.append(out[0]))
+        for layer in eager.model.layers
+    ]
+    ids = torch.as_tensor(np.concatenate([prompt.ids, answer_ids]))[None]
+    try:
+        with torch.no_grad():
+            weights = torch.stack(eager(ids, output_attentions=True).attentions, 1)[0]  # [layers, heads, n, n]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    head_dim = config.hidden_size // config.num_attention_heads
+    groups = config.num_attention_heads // config.num_key_value_heads
+    norms = torch.stack([v.reshape(len(v), -1, head_dim).norm(dim=-1).T for v in values])  # [layers, kv, n]
+    norms = norms.repeat_interleave(groups, dim=1)  # query head h reads key/value head h // groups
+    n_prompt = len(prompt.ids)
+    weighted = (weights * norms[:, :, None, :])[:, :, n_prompt - 1 : n_prompt + 2]  # rows predicting the answer
+    for index, (start, end) in enumerate(prompt.spans):
+        expected = weighted[..., start:end].sum(-1) / weighted.sum(-1)
+        np.testing.assert_allclose(reduced.value_mass[..., index], expected.numpy(), atol=1e-5, rtol=0)

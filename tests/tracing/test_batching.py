@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -17,6 +18,13 @@ PROMPTS = [
     "A much longer prompt, about dogs that run in the park every day.",
     "Hi",
 ]
+
+
+def assert_batched(queue: TraceQueue, n_requests: int) -> None:
+    """Every request was traced once, and at least one forward pass held more than one of them."""
+    passes = queue.passes_by_size()
+    assert sum(size * count for size, count in passes.items()) == n_requests, passes
+    assert max(passes) > 1, passes
 
 
 @pytest.mark.parametrize("family", ["llama", "bert", "t5"])
@@ -35,6 +43,7 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
         np.testing.assert_allclose(got.attention, alone.attention, atol=1e-5)
         if family == "t5":
             np.testing.assert_allclose(got.cross_attention, alone.cross_attention, atol=1e-5)
+    assert_batched(queue, len(PROMPTS))
 
 
 def test_a_bad_request_fails_alone(tiny) -> None:
@@ -59,20 +68,27 @@ def test_many_threads_each_get_their_prompt(smollm2) -> None:
     """Twelve threads tracing different prompts at once on the real built-in model (GQA, right padding)."""
     queue = TraceQueue(smollm2)
     prompts = [f"Student {i} asks about number {i * 7}." for i in range(12)]
+    futures: dict[int, Future] = {}
     results: dict[int, object] = {}
 
     def ask(i: int) -> None:
-        results[i] = queue.submit(Request(prompts[i])).result(timeout=300)
+        futures[i] = queue.submit(Request(prompts[i]))
+        results[i] = futures[i].result(timeout=300)
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
+    with smollm2.lock:  # the model is busy while all twelve arrive, as on a server in class
+        for thread in threads:
+            thread.start()
+        while len(futures) < len(prompts):
+            time.sleep(0.01)
     for thread in threads:
         thread.join()
+    assert_batched(queue, len(prompts))
     for i, prompt in enumerate(prompts):
         assert results[i].input_ids.tolist() == smollm2.tokenizer(prompt)["input_ids"]
-    alone = attnviz.trace(smollm2, prompts[5])
-    np.testing.assert_allclose(results[5].attention, alone.attention, atol=1e-5)
+        alone = attnviz.trace(smollm2, prompt)
+        assert results[i].tokens == alone.tokens
+        np.testing.assert_allclose(results[i].attention, alone.attention, atol=1e-5, err_msg=prompt)
 
 
 def test_turns_run_one_job_at_a_time_in_arrival_order() -> None:
