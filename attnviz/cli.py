@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.heads.summary import summarise
-from attnviz.models.loading import (
-    BUILTINS,
-    DEFAULT_MODEL,
-    LoadedModel,
-    ModelLoadError,
-    describe_builtins,
-    load_model,
-)
+from attnviz.models.loading import LoadedModel, ModelLoadError, load_model
+from attnviz.models.registry import BUILTINS, DEFAULT_MODEL, describe_builtins
 from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import GRANULARITIES

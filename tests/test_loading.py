@@ -12,7 +12,8 @@ import torch
 import transformers as tf
 
 import attnviz
-from attnviz.models.loading import ModelLoadError, builtin_models
+from attnviz.models.loading import ModelLoadError
+from attnviz.models.registry import builtin_models
 
 
 def test_builtins_are_installed() -> None:

@@ -10,7 +10,8 @@ import re
 
 import streamlit as st
 
-from attnviz.models.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
+from attnviz.models.loading import LoadedModel, ModelLoadError
+from attnviz.models.registry import BUILTINS, DEFAULT_MODEL
 from attnviz.tracing.trace import PromptError, Trace, encode
 from ui import cache
 
