@@ -7,10 +7,10 @@ in :mod:`attnviz.models.safety`, the built-ins in :mod:`attnviz.models.registry`
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -21,14 +21,22 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from attnviz.models import devices, offline
+from attnviz.models import devices
 from attnviz.models.errors import ModelLoadError
 from attnviz.models.fingerprint import fingerprint as model_fingerprint
 from attnviz.models.registry import BUILTINS, builtin_folder
-from attnviz.models.safety import check_local_folder, check_name, check_size
+from attnviz.models.safety import (
+    allowed_folder,
+    canonical_name,
+    check_local_folder,
+    check_name,
+    check_size,
+    is_hub_id,
+    unknown_model,
+)
 from attnviz.tracing import hooks
 
-__all__ = ["Kind", "LoadedModel", "ModelInfo", "ModelLoadError", "load_from_folder_or_hub", "load_model"]
+__all__ = ["Kind", "LoadedModel", "ModelInfo", "ModelLoadError", "load_from_folder_or_hub", "load_model", "model_name"]
 
 Kind = Literal["decoder", "encoder", "encoder-decoder"]
 Progress = Callable[[str], None]
@@ -148,16 +156,17 @@ def _load_tokenizer(source: str) -> transformers.PreTrainedTokenizerBase | None:
 def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | None = None) -> LoadedModel:
     """Load a Hugging Face folder or hub id safely onto ``place`` (CPU float32 if None) and attach our attention."""
     place = place or devices.placement("cpu")
+    # Errors from the files never reach the message: they may hold resolved paths or list files.
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except OSError as error:
-        raise ModelLoadError(f"Could not find the configuration of '{name}': {error}") from error
+        raise unknown_model(name) from error
     except ValueError as error:
         if "trust_remote_code" in str(error) or "custom code" in str(error):
             raise ModelLoadError(
                 f"'{name}' needs custom code from its repository (trust_remote_code); attnviz never runs it."
             ) from error
-        raise ModelLoadError(f"Could not read the configuration of '{name}': {error}") from error
+        raise ModelLoadError(f"Could not read the configuration of '{name}' (config.json).") from error
     if getattr(config, "auto_map", None):
         raise ModelLoadError(
             f"'{name}' declares custom model code (auto_map); attnviz never enables trust_remote_code."
@@ -170,7 +179,7 @@ def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | N
             **({"device_map": place.device_map} if place.device_map else {}),
         )  # fmt: skip
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"Could not load '{name}' with safetensors weights: {error}") from error
+        raise ModelLoadError(f"Could not load the safetensors weights of '{name}'.") from error
     tokenizer = _load_tokenizer(source)
     model.eval()
     try:
@@ -183,41 +192,34 @@ def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | N
     return LoadedModel(model=model, tokenizer=tokenizer, info=_info(name, model, tokenizer, kind))
 
 
+def model_name(name_or_path: str) -> str:
+    """The name a model is loaded and cached under: checked for length and control characters, paths normalised."""
+    check_name(name_or_path.strip())
+    return canonical_name(name_or_path)
+
+
 def load_model(name_or_path: str, progress: Progress | None = None, device: str = "auto") -> LoadedModel:
-    """Load a built-in name, a local folder, or (online only) a Hugging Face hub id onto ``device``.
+    """Load a built-in name, a local folder under ``ATTNVIZ_MODEL_DIRS``, or a Hugging Face hub id onto ``device``
+    (hub ids come from the local cache, or are downloaded with ``ATTNVIZ_ONLINE=1``).
 
     ``device``: auto (``ATTNVIZ_DEVICE`` if set, else CUDA when available, else CPU), cpu, cuda or cuda:N.
     """
     report = progress or (lambda message: None)
-    name_or_path = name_or_path.strip()
-    check_name(name_or_path)
+    name = model_name(name_or_path)
     try:
         place = devices.placement(device)
     except devices.DeviceError as error:
         raise ModelLoadError(str(error)) from None
-    if name_or_path in BUILTINS:
-        folder = builtin_folder(name_or_path, report)
-        report(f"Loading {name_or_path}")
-        return load_from_folder_or_hub(str(folder), name_or_path, place)
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        check_local_folder(path)
-        report(f"Loading {path}")
-        return load_from_folder_or_hub(str(path), name_or_path, place)
-    if not name_or_path or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
-        raise ModelLoadError(
-            f"Unknown model '{name_or_path}': not a built-in name ({', '.join(BUILTINS)}) and no such folder."
-        )
-    report(f"Loading {name_or_path} from the Hugging Face hub cache")
-    try:
-        return load_from_folder_or_hub(name_or_path, name_or_path, place)
-    except ModelLoadError as error:
-        where = (
-            "downloads are allowed (ATTNVIZ_ONLINE=1)"
-            if offline.online_allowed()
-            else "offline mode: only the local Hugging Face cache was searched; set ATTNVIZ_ONLINE=1 to download"
-        )
-        raise ModelLoadError(
-            f"Unknown model '{name_or_path}': not a built-in name ({', '.join(BUILTINS)}), not a local folder, "
-            f"and not loadable from the hub ({where}). Details: {error}"
-        ) from error
+    if name in BUILTINS:
+        folder = builtin_folder(name, report)
+        report(f"Loading {name}")
+        return load_from_folder_or_hub(str(folder), name, place)
+    folder = allowed_folder(name)  # the roots are checked before the filesystem is asked about the name
+    if folder is not None and os.path.isdir(folder):  # False, never an error, when it cannot be read
+        check_local_folder(folder, name)
+        report(f"Loading {name}")
+        return load_from_folder_or_hub(str(folder), name, place)
+    if not is_hub_id(name):
+        raise unknown_model(name)
+    report(f"Loading {name} from the Hugging Face hub cache")
+    return load_from_folder_or_hub(name, name, place)
