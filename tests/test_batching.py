@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
         futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
         assert [queue.ahead_of(f) for f in futures] == [0, 1, 2]
     for prompt, future in zip(PROMPTS, futures, strict=True):
-        alone = attnviz.tracing.trace(loaded, prompt, target=target)
+        alone = attnviz.trace(loaded, prompt, target=target)
         got = future.result(timeout=120)
         assert got.tokens == alone.tokens
         np.testing.assert_allclose(got.attention, alone.attention, atol=1e-5)
@@ -71,7 +73,7 @@ def test_many_threads_each_get_their_prompt(smollm2) -> None:
         thread.join()
     for i, prompt in enumerate(prompts):
         assert results[i].input_ids.tolist() == smollm2.tokenizer(prompt)["input_ids"]
-    alone = attnviz.tracing.trace(smollm2, prompts[5])
+    alone = attnviz.trace(smollm2, prompts[5])
     np.testing.assert_allclose(results[5].attention, alone.attention, atol=1e-5)
 
 
@@ -124,3 +126,22 @@ def test_a_caller_stopped_while_waiting_leaves_the_line() -> None:
             pass
         assert len(turns) == 1  # only the running job is left
     assert len(turns) == 0
+
+
+def test_an_idle_queue_holds_no_thread_and_frees_its_model(tiny_model_dir) -> None:
+    """The worker exits once the queue is empty, so dropping the queue frees the model."""
+    loaded = attnviz.load_model(str(tiny_model_dir("llama")))
+    queue = TraceQueue(loaded)
+    assert queue.submit(Request("The cat sat.")).result(timeout=120).n_tokens > 0
+    name = f"attnviz-trace-{loaded.info.name}"
+    workers = [t for t in threading.enumerate() if t.name == name]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert not any(worker.is_alive() for worker in workers)
+    assert queue.submit(Request("It purred.")).result(timeout=120).n_tokens > 0  # a new worker starts
+    model = weakref.ref(loaded.model)
+    del queue, loaded
+    for worker in [t for t in threading.enumerate() if t.name == name]:
+        worker.join(timeout=10)
+    gc.collect()
+    assert model() is None
