@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import attnviz
+from attnviz import cli
+from attnviz.models.loading import LoadedModel
+from attnviz.sources.calibration import Calibration, calibration
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +24,7 @@ def test_trace_writes_tokens_and_attention(tmp_path: Path, minilm) -> None:
     result = run_cli("trace", "--model", "minilm-l6", "--text", "Attention please", "--out", str(out))
     assert result.returncode == 0, result.stderr
     data = np.load(out)
-    expected = attnviz.tracing.trace(minilm, "Attention please")
+    expected = attnviz.trace(minilm, "Attention please")
     assert list(data["tokens"]) == list(expected.tokens)
     assert data["attention"].dtype == np.float32
     np.testing.assert_allclose(data["attention"], expected.attention, atol=1e-6)
@@ -53,6 +57,23 @@ def test_prepare_is_idempotent_and_reports_progress(smollm2, minilm) -> None:
     assert "[prepare] smollm2-135m-instruct: " in result.stderr and " retrieval heads\n" in result.stderr
 
 
+def test_only_prepare_recalibrate_chooses_the_heads_again(
+    smollm2, minilm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prepare`` reuses the cached heads; ``prepare --recalibrate`` asks for them afresh (the heads
+    themselves are read from the cache here: choosing them again takes minutes)."""
+    asked: list[bool] = []
+
+    def cached(loaded: LoadedModel, progress: object = None, refresh: bool = False) -> Calibration:
+        asked.append(refresh)
+        return calibration(loaded)
+
+    monkeypatch.setattr(cli, "calibration", cached)
+    assert cli.main(["prepare"]) == 0 and asked == [False]
+    assert cli.main(["prepare", "--recalibrate"]) == 0 and asked == [False, True]
+    assert "smollm2-135m-instruct: ready" in capsys.readouterr().err
+
+
 def test_summary_from_a_text_file_equals_the_full_trace(tmp_path: Path, tiny_model_dir, tiny) -> None:
     from attnviz.heads.grid import thumbnail
     from attnviz.heads.stats import head_stats
@@ -65,7 +86,7 @@ def test_summary_from_a_text_file_equals_the_full_trace(tmp_path: Path, tiny_mod
     assert result.returncode == 0, result.stderr
     assert "running on cpu · float32" in result.stderr
     data = np.load(out)
-    full = attnviz.tracing.trace(tiny("llama"), prompt.read_text(encoding="utf-8"))
+    full = attnviz.trace(tiny("llama"), prompt.read_text(encoding="utf-8"))
     assert list(data["tokens"]) == list(full.tokens)
     np.testing.assert_allclose(data["thumbnails"], thumbnail(full.attention), atol=1e-5)
     names = list(data["head_stat_names"])
@@ -81,7 +102,7 @@ def test_text_file_without_summary_writes_full_maps(tmp_path: Path, tiny_model_d
     out = tmp_path / "t.npz"
     result = run_cli("trace", "--model", str(tiny_model_dir("llama")), "--text-file", str(prompt), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    np.testing.assert_allclose(np.load(out)["attention"], attnviz.tracing.trace(tiny("llama"), "hello there").attention, atol=1e-6)
+    np.testing.assert_allclose(np.load(out)["attention"], attnviz.trace(tiny("llama"), "hello there").attention, atol=1e-6)
 
 
 def test_missing_text_file_and_unknown_device_are_readable(tmp_path: Path, tiny_model_dir) -> None:
