@@ -22,6 +22,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from attnviz.models import devices
+from attnviz.models.downloads import check_download_bytes, check_download_count
 from attnviz.models.errors import ModelLoadError
 from attnviz.models.fingerprint import fingerprint as model_fingerprint
 from attnviz.models.registry import BUILTINS, builtin_folder
@@ -32,6 +33,7 @@ from attnviz.models.safety import (
     check_name,
     check_size,
     is_hub_id,
+    parameter_bytes,
     unknown_model,
 )
 from attnviz.tracing import hooks
@@ -153,8 +155,13 @@ def _load_tokenizer(source: str) -> transformers.PreTrainedTokenizerBase | None:
         return None
 
 
-def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | None = None) -> LoadedModel:
-    """Load a Hugging Face folder or hub id safely onto ``place`` (CPU float32 if None) and attach our attention."""
+def load_from_folder_or_hub(
+    source: str, name: str, place: devices.Placement | None = None, hub: bool = False
+) -> LoadedModel:
+    """Load a Hugging Face folder or hub id safely onto ``place`` (CPU float32 if None) and attach our attention.
+
+    ``hub``: ``source`` is a hub id, whose weights may be downloaded (within the download bounds).
+    """
     place = place or devices.placement("cpu")
     # Errors from the files never reach the message: they may hold resolved paths or list files.
     try:
@@ -172,7 +179,10 @@ def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | N
             f"'{name}' declares custom model code (auto_map); attnviz never enables trust_remote_code."
         )
     kind = _kind_of(config)
-    check_size(config, _model_class(kind), name)
+    size = parameter_bytes(config, _model_class(kind))
+    check_size(size, name)
+    if hub:
+        check_download_bytes(name, size)
     try:
         model = _model_class(kind).from_pretrained(
             source, trust_remote_code=False, use_safetensors=True, dtype=place.dtype,
@@ -221,5 +231,6 @@ def load_model(name_or_path: str, progress: Progress | None = None, device: str 
         return load_from_folder_or_hub(str(folder), name, place)
     if not is_hub_id(name):
         raise unknown_model(name)
+    check_download_count(name)
     report(f"Loading {name} from the Hugging Face hub cache")
-    return load_from_folder_or_hub(name, name, place)
+    return load_from_folder_or_hub(name, name, place, hub=True)

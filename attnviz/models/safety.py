@@ -134,13 +134,11 @@ def parameter_bytes(config: transformers.PretrainedConfig, model_class: type) ->
     return 4 * sum(p.numel() for p in skeleton.parameters())
 
 
-def check_size(config: transformers.PretrainedConfig, model_class: type, name: str) -> None:
-    """Refuse a model whose float32 parameters exceed :func:`max_model_bytes`, before loading any weight."""
+def check_size(size: int, name: str) -> None:
+    """Refuse a model whose float32 parameters (``size`` bytes, see :func:`parameter_bytes`) exceed
+    :func:`max_model_bytes`, before loading any weight."""
     limit = max_model_bytes()
-    if limit <= 0:
-        return
-    size = parameter_bytes(config, model_class)
-    if size > limit:
+    if 0 < limit < size:
         raise ModelLoadError(
             f"'{name}' needs about {size / 1e9:.1f} GB for its parameters in float32; this server loads models "
             f"up to {limit / 1e9:.1f} GB (ATTNVIZ_MAX_MODEL_GB). Choose a smaller model."
