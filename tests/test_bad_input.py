@@ -225,5 +225,5 @@ def test_too_large_model_is_refused_before_loading(smollm2, monkeypatch: pytest.
     monkeypatch.setenv("ATTNVIZ_MAX_MODEL_GB", "0.1")
     with pytest.raises(ModelLoadError, match=r"0\.5 GB.*up to 0\.1 GB"):
         attnviz.load_model("smollm2-135m-instruct")
-    result = attnviz.tracing.trace(smollm2, "Still here.")
+    result = attnviz.trace(smollm2, "Still here.")
     np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
