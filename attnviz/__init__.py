@@ -15,7 +15,8 @@ from attnviz.models import offline as _offline
 _offline.configure()
 
 from attnviz.learn import variants  # noqa: E402
-from attnviz.models.loading import LoadedModel, ModelInfo, ModelLoadError, builtin_models, load_model  # noqa: E402
+from attnviz.models.loading import LoadedModel, ModelInfo, ModelLoadError, load_model  # noqa: E402
+from attnviz.models.registry import builtin_models  # noqa: E402
 from attnviz.sources.attribution import attribute  # noqa: E402
 from attnviz.tracing.trace import Trace, trace, trace_batch  # noqa: E402
 

@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.heads.summary import summarise
-from attnviz.models.loading import (
-    BUILTINS,
-    DEFAULT_MODEL,
-    LoadedModel,
-    ModelLoadError,
-    describe_builtins,
-    load_model,
-)
+from attnviz.models.loading import LoadedModel, ModelLoadError, load_model
+from attnviz.models.registry import BUILTINS, DEFAULT_MODEL, describe_builtins
 from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import GRANULARITIES
@@ -34,11 +28,12 @@ def _models(_: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(_: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> int:
     """Convert every installed built-in model and calibrate the chat model's retrieval heads, once.
 
     Both are cached on disk, so a second run only loads the models (a few seconds) and the
-    app's first page never waits on them.
+    app's first page never waits on them. ``--recalibrate`` chooses the heads again: the
+    operator's job, since it changes the heads every session's results use.
     """
     say = lambda message: print(f"[prepare] {message}", file=sys.stderr, flush=True)  # noqa: E731
     installed = [row["name"] for row in describe_builtins() if row["available"]]
@@ -48,7 +43,7 @@ def _prepare(_: argparse.Namespace) -> int:
         loaded = load_model(name, progress=say)
         if loaded.info.has_chat_template:
             say(f"{name}: finding retrieval heads for Sources (first time ~2 min)")
-            say(f"{name}: {len(calibration(loaded).heads)} retrieval heads")
+            say(f"{name}: {len(calibration(loaded, refresh=args.recalibrate).heads)} retrieval heads")
         say(f"{name}: ready ({time.perf_counter() - start:.1f} s)")
     missing = sorted(set(BUILTINS) - set(installed))
     if missing:
@@ -130,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the built-in models and whether each is installed")
-    commands.add_parser("prepare", help="convert the built-in models and calibrate the chat model (once)")
+    prepare_cmd = commands.add_parser("prepare", help="convert the built-in models and calibrate the chat model (once)")
+    prepare_cmd.add_argument(
+        "--recalibrate", action="store_true",
+        help="choose the chat model's retrieval heads again, even if they are cached (the app's Recalibrate "
+        "button shows only with ATTNVIZ_ALLOW_RECALIBRATE=1)",
+    )  # fmt: skip
 
 
     trace_cmd = commands.add_parser("trace", help="trace one prompt and write the weights (or a summary) to .npz")

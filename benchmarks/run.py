@@ -202,7 +202,8 @@ def _variant(name: str, tokens: int) -> Measurement:
     if name == "load_gguf":
         from transformers import AutoModelForCausalLM
 
-        from attnviz.models.loading import BUILTINS, SMOLLM2_GGUF
+        from attnviz.models.gguf import SMOLLM2_GGUF
+        from attnviz.models.registry import BUILTINS
 
         folder = BUILTINS[MODEL].package_dir()
         return _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF), 1)
@@ -300,7 +301,7 @@ def _first_views(sizes: Sequence[int], quick: bool) -> dict[str, object]:
     """Run :mod:`benchmarks.first_view` on fresh prompts of each size; its JSON result."""
     from transformers import AutoTokenizer
 
-    from attnviz.models.loading import builtin_folder
+    from attnviz.models.registry import builtin_folder
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
     runs = lambda tokens: FIRST_VIEW_RUNS if tokens in FIRST_VIEW_SIZES and not quick else 1  # noqa: E731

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from attnviz.models.loading import describe_builtins
+from attnviz.models.registry import describe_builtins
 from ui.navigation import PAGES, start_page
 
 start_page()

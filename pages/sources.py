@@ -20,7 +20,7 @@ from attnviz.tracing.inputs import PromptError
 from attnviz.views.figures import attention_heatmap
 from ui import cache
 from ui.navigation import start_page
-from ui.sources_form import METHOD_LABELS, Request, sources_form
+from ui.sources_form import METHOD_LABELS, Request, recalibrate_allowed, sources_form
 from ui.widgets import get_model, model_picker, plain, warning
 
 AGGREGATIONS = ("Calibrated retrieval heads", "All heads", "Chosen layers", "Chosen heads")
@@ -82,7 +82,9 @@ def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:
                            help="On synthetic cases never used to choose the heads.")  # fmt: skip
             cols[1].metric("Accuracy on the choosing cases", f"{result.calibration.choice_accuracy:.0%}",
                            help="In-sample: the cases the heads were chosen on (optimistic).")  # fmt: skip
-        if st.button(
+        if not recalibrate_allowed():
+            st.caption("The server's operator chooses the heads again: `python -m attnviz prepare --recalibrate`.")
+        elif st.button(
             "Recalibrate", help="Choose this model's heads again on the synthetic cases (one pass per case)."
         ):
             bar = st.progress(0.0, text="Finding retrieval heads")

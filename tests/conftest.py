@@ -16,6 +16,18 @@ torch.set_num_threads(2)
 torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one root tests load local folders from: pytest's temporary folders (tiny models, refusals).
+
+    Set for the whole session, before any server or subprocess starts, so they inherit it.
+    """
+    root = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTNVIZ_MODEL_DIRS", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> LoadedModel:
     return load_model("smollm2-135m-instruct")

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import attnviz
 from attnviz.models.loading import ModelLoadError
+from attnviz.models.safety import canonical_name
 from tests.apptest import open_page
 from ui import cache
 from ui.widgets import CUSTOM
@@ -131,6 +132,17 @@ def test_markup_model_names_are_refused_as_text(page: str, model: str) -> None:
     assert_no_live_markup(at)
     (message,) = [e.value for e in at.error]
     assert "Unknown model" in message
+
+
+@pytest.mark.parametrize("model", ["/etc", "~", "/etc/../etc/", "../../../../../etc"])
+def test_server_paths_in_the_url_get_the_generic_message(model: str) -> None:
+    """``?model=/etc`` neither confirms the folder exists nor shows the server's paths or files."""
+    at = open_page("explore", model=model)
+    assert_no_live_markup(at)
+    (message,) = [literal(e.value) for e in at.error]
+    assert message.startswith(f"Unknown model '{canonical_name(model)}': not a built-in name"), message
+    for leak in ("config.json", str(Path.home()), "passwd", "/etc'"):
+        assert leak not in message.replace(f"'{canonical_name(model)}'", ""), message
 
 
 @pytest.mark.parametrize("page", ["explore", "bertviz_views"])

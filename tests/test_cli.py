@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import attnviz
+from attnviz import cli
+from attnviz.models.loading import LoadedModel
+from attnviz.sources.calibration import Calibration, calibration
 from tests.cli import run_cli
 
 
@@ -46,6 +50,23 @@ def test_prepare_is_idempotent_and_reports_progress(smollm2, minilm) -> None:
     for name in ("smollm2-135m-instruct", "minilm-l6"):
         assert f"[prepare] {name}: ready" in result.stderr
     assert "[prepare] smollm2-135m-instruct: " in result.stderr and " retrieval heads\n" in result.stderr
+
+
+def test_only_prepare_recalibrate_chooses_the_heads_again(
+    smollm2, minilm, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prepare`` reuses the cached heads; ``prepare --recalibrate`` asks for them afresh (the heads
+    themselves are read from the cache here: choosing them again takes minutes)."""
+    asked: list[bool] = []
+
+    def cached(loaded: LoadedModel, progress: object = None, refresh: bool = False) -> Calibration:
+        asked.append(refresh)
+        return calibration(loaded)
+
+    monkeypatch.setattr(cli, "calibration", cached)
+    assert cli.main(["prepare"]) == 0 and asked == [False]
+    assert cli.main(["prepare", "--recalibrate"]) == 0 and asked == [False, True]
+    assert "smollm2-135m-instruct: ready" in capsys.readouterr().err
 
 
 def test_summary_from_a_text_file_equals_the_full_trace(tmp_path: Path, tiny_model_dir, tiny) -> None:

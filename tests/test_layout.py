@@ -80,10 +80,20 @@ def _stdlib_free_imports(path: Path) -> set[str]:
 
 
 def test_public_api_names_import_as_before() -> None:
-    import attnviz
     import attnviz.variants
-    from attnviz import LoadedModel, ModelInfo, ModelLoadError, Trace, attribute, builtin_models, load_model, trace
     from attnviz.variants import additive, multi_head, scaled_dot_product
+
+    import attnviz
+    from attnviz import (
+        LoadedModel,
+        ModelInfo,
+        ModelLoadError,
+        Trace,
+        attribute,
+        builtin_models,
+        load_model,
+        trace,
+    )
 
     assert callable(load_model) and callable(trace) and callable(attribute) and callable(builtin_models)
     assert attnviz.variants is sys.modules["attnviz.learn.variants"]

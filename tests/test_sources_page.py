@@ -72,6 +72,10 @@ def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypat
     heads = next(box for box in at.selectbox if box.label == "Heads")
     heads.select("All heads").run()  # display options reuse the stored result
     assert not at.exception and "Attention (all heads)" in at.dataframe[0].value.columns
+    assert "Recalibrate" not in [b.label for b in at.button]  # the operator's, by default
+    assert any("prepare --recalibrate" in c.value for c in at.caption)
+    monkeypatch.setenv("ATTNVIZ_ALLOW_RECALIBRATE", "1")
+    assert "Recalibrate" in [b.label for b in at.run().button]
 
 
 def test_markup_in_question_passages_and_answer_is_shown_as_text(tiny_model_dir) -> None:

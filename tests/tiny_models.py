@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import transformers as tf
 
-from attnviz.models.loading import builtin_folder
+from attnviz.models.registry import builtin_folder
 
 SMOL_VOCAB = 49152
 BERT_VOCAB = 30522

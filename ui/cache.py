@@ -30,7 +30,7 @@ from attnviz.heads.summary import Summary, summarise
 from attnviz.hooks import Site, Stack
 from attnviz.learn.walkthrough import Verification, Walkthrough, first_layer, toy, verify
 from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
-from attnviz.models.loading import LoadedModel
+from attnviz.models.loading import LoadedModel, model_name
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.inputs import Messages, encode
 from attnviz.tracing.stacks import stack_view, stacks_of
@@ -81,11 +81,16 @@ class ServedModel:
 
 
 @st.cache_resource(show_spinner=False, max_entries=int(os.environ.get("ATTNVIZ_MAX_MODELS", "3")))
-def served(name: str) -> ServedModel:
+def _served(name: str) -> ServedModel:
     """The shared model for ``name`` and its trace queue (no st elements inside: cached functions replay them)."""
     loaded = attnviz.load_model(name)
     counter = replace(loaded, tokenizer=copy.deepcopy(loaded.tokenizer), lock=threading.RLock())
     return ServedModel(loaded, TraceQueue(loaded), Turns(), counter)
+
+
+def served(name: str) -> ServedModel:
+    """The shared model for ``name``, cached under its one name (``/x`` and ``/x/`` are one model)."""
+    return _served(model_name(name))
 
 
 def load(name: str) -> LoadedModel:

@@ -6,6 +6,7 @@ runs the model. Messages about the user's input are shown literally (never as Ma
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import streamlit as st
@@ -33,6 +34,13 @@ GRANULARITY_LABELS = {"passage": "Passages", "sentence": "Sentences"}
 _HIDE_UPLOAD_LIMIT = (
     "<style>[data-testid='stFileUploaderDropzoneInstructions'] small {display: none;}</style>"
 )
+
+
+def recalibrate_allowed() -> bool:
+    """Whether the page offers Recalibrate (``ATTNVIZ_ALLOW_RECALIBRATE=1``): choosing the heads again changes
+    every session's results and clears the shared ones, so by default only the operator does it, with
+    ``python -m attnviz prepare --recalibrate``."""
+    return os.environ.get("ATTNVIZ_ALLOW_RECALIBRATE", "").strip() == "1"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ WARM_UP_TEXT = "The server traces this once while it starts."
 
 def preload_names() -> list[str]:
     """The models to load at start-up, from ``ATTNVIZ_PRELOAD``."""
-    from attnviz.models.loading import DEFAULT_MODEL  # imports torch: only ever called on the preload thread
+    from attnviz.models.registry import DEFAULT_MODEL  # imports torch: only ever called on the preload thread
 
     given = os.environ.get("ATTNVIZ_PRELOAD", DEFAULT_MODEL)
     return [name.strip() for name in given.split(",") if name.strip()]

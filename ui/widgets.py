@@ -10,7 +10,9 @@ import re
 
 import streamlit as st
 
-from attnviz.models.loading import BUILTINS, DEFAULT_MODEL, LoadedModel, ModelLoadError
+from attnviz.models.loading import LoadedModel, ModelLoadError
+from attnviz.models.registry import BUILTINS, DEFAULT_MODEL
+from attnviz.models.safety import canonical_name
 from attnviz.tracing.inputs import PromptError, encode
 from attnviz.tracing.trace import Trace
 from ui import cache
@@ -83,11 +85,13 @@ def model_picker(key: str = "model", default: str = DEFAULT_MODEL) -> str:
             value="" if current in BUILTINS else current[:MODEL_MAX_CHARS],
             key=f"{key}_custom",
             max_chars=MODEL_MAX_CHARS,
-            help="A local folder with safetensors weights, or a hub id (needs ATTNVIZ_ONLINE=1).",
+            help="A folder with safetensors weights inside the folders this server allows (ATTNVIZ_MODEL_DIRS), "
+            "or a Hugging Face id (downloads need ATTNVIZ_ONLINE=1).",
         ).strip()
         if not choice:
             st.info("Type a model folder or Hugging Face id in the sidebar.")
             st.stop()
+        choice = canonical_name(choice)  # one folder, one name: every cache and the URL agree
     st.query_params[key] = choice
     return choice
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.models.loading import LoadedModel, cache_root
+from attnviz.models.loading import LoadedModel
+from attnviz.models.registry import cache_root
 from attnviz.sources.attention import Head, passage_attention, passage_shares
 from attnviz.sources.passages import INSTRUCTION, Progress, build_prompt
 

@@ -46,7 +46,12 @@ class Request:
 
 
 class TraceQueue:
-    """Traces requests for one model in a background thread, batching those that wait together."""
+    """Traces requests for one model in a background thread, batching those that wait together.
+
+    The thread runs only while requests wait: it exits when the queue is empty and the next
+    ``submit`` starts a new one. An idle queue therefore holds no thread, and a model dropped
+    from the cache (with its queue) is freed, instead of being kept alive by a worker forever.
+    """
 
     def __init__(self, loaded: LoadedModel, max_batch: int = 8) -> None:
         self.loaded = loaded
@@ -54,20 +59,23 @@ class TraceQueue:
         self._waiting: deque[tuple[Request, Future[Trace]]] = deque()
         self._running = 0
         self._passes: Counter[int] = Counter()
-        self._ready = threading.Condition()
-        threading.Thread(target=self._work, name=f"attnviz-trace-{loaded.info.name}", daemon=True).start()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def submit(self, request: Request) -> Future[Trace]:
         """Queue ``request``; the future holds its Trace or the error tracing it raised."""
         future: Future[Trace] = Future()
-        with self._ready:
+        with self._lock:
             self._waiting.append((request, future))
-            self._ready.notify()
+            if self._worker is None:
+                name = f"attnviz-trace-{self.loaded.info.name}"
+                self._worker = threading.Thread(target=self._work, name=name, daemon=True)
+                self._worker.start()
         return future
 
     def ahead_of(self, future: Future[Trace]) -> int:
         """How many requests run or wait before ``future`` (0 once it is running or done)."""
-        with self._ready:
+        with self._lock:
             for index, (_, waiting) in enumerate(self._waiting):
                 if waiting is future:
                     return self._running + index
@@ -75,7 +83,7 @@ class TraceQueue:
 
     def passes_by_size(self) -> dict[int, int]:
         """How many batched traces have started, by how many requests each held (did batches form?)."""
-        with self._ready:
+        with self._lock:
             return dict(self._passes)
 
     def _next_batch(self) -> list[tuple[Request, Future[Trace]]]:
@@ -100,23 +108,24 @@ class TraceQueue:
 
     def _work(self) -> None:
         while True:
-            with self._ready:
-                while not self._waiting:
-                    self._ready.wait()
+            with self._lock:
+                if not self._waiting:
+                    self._worker = None  # under the lock: a request queued after this starts a new worker
+                    return
                 batch = self._next_batch()
                 self._running = len(batch)
             live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
             try:
                 self._run(live)
             finally:
-                with self._ready:
+                with self._lock:
                     self._running = 0
 
     def _run(self, batch: list[tuple[Request, Future[Trace]]]) -> None:
         if not batch:
             return
         first = batch[0][0]
-        with self._ready:
+        with self._lock:
             self._passes[len(batch)] += 1
         try:
             traces = trace_batch(

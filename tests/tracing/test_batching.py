@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 
 import numpy as np
@@ -140,3 +142,22 @@ def test_a_caller_stopped_while_waiting_leaves_the_line() -> None:
             pass
         assert len(turns) == 1  # only the running job is left
     assert len(turns) == 0
+
+
+def test_an_idle_queue_holds_no_thread_and_frees_its_model(tiny_model_dir) -> None:
+    """The worker exits once the queue is empty, so dropping the queue frees the model."""
+    loaded = attnviz.load_model(str(tiny_model_dir("llama")))
+    queue = TraceQueue(loaded)
+    assert queue.submit(Request("The cat sat.")).result(timeout=120).n_tokens > 0
+    name = f"attnviz-trace-{loaded.info.name}"
+    workers = [t for t in threading.enumerate() if t.name == name]
+    for worker in workers:
+        worker.join(timeout=10)
+    assert not any(worker.is_alive() for worker in workers)
+    assert queue.submit(Request("It purred.")).result(timeout=120).n_tokens > 0  # a new worker starts
+    model = weakref.ref(loaded.model)
+    del queue, loaded
+    for worker in [t for t in threading.enumerate() if t.name == name]:
+        worker.join(timeout=10)
+    gc.collect()
+    assert model() is None
