@@ -30,6 +30,7 @@ import numpy as np
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks.browser import CHROMIUM_ARGS, IDLE, chromium_path, streamlit_server
+from benchmarks.memory import peak_mb, rss_mb
 from benchmarks.protocol import ProtocolSession, text_state, trigger_state
 
 OWN_TOKENS_DRAWN = """([a, c]) => {
@@ -113,14 +114,6 @@ def prompt_of(session: int, round_: int) -> tuple[str, str, str]:
     """A session's prompt for a round, the word only that session's prompts contain, and the round's word."""
     animal, colour = ANIMALS[session % len(ANIMALS)], COLOURS[round_ % len(COLOURS)]
     return f"The {animal} in room {session} met the {colour} {animal} again on day {round_}.", animal, colour
-
-
-def memory_kb(pid: int, field_name: str = "VmHWM") -> int:
-    """A /proc memory figure of a process in kB (VmHWM: the peak resident set)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -346,13 +339,13 @@ async def load_test(sessions: int, seconds: float, sources_every: int, client: s
     with streamlit_server(started=servers) as url:
         pid = servers[0].pid
         warm_seconds = await warm_up(url)
-        memory_after_warm_up = memory_kb(pid, "VmRSS")
+        memory_after_warm_up = rss_mb(pid)
         cpu_before = cpu_seconds(pid)
         start = time.monotonic()
         logs = await sessions_at_once(client, url, sessions, start + seconds, sources_every)
         wall = time.monotonic() - start
         server_cpu = cpu_seconds(pid) - cpu_before
-        peak_kb = memory_kb(pid)
+        peak = peak_mb(pid)
     rounds_ = [r for log in logs for r in log.rounds]
     first_explore = [log.rounds[0].seconds for log in logs if log.rounds and log.rounds[0].page == "explore"]
     return {
@@ -368,8 +361,8 @@ async def load_test(sessions: int, seconds: float, sources_every: int, client: s
         "server_cpu_s": round(server_cpu, 1),
         "server_cpu_s_per_round": round(server_cpu / max(len(rounds_), 1), 2),
         "problems": [asdict(r) for r in rounds_ if r.problem],
-        "server_peak_rss_mb": round(peak_kb / 1024, 1),
-        "server_rss_after_warm_up_mb": round(memory_after_warm_up / 1024, 1),
+        "server_peak_rss_mb": round(peak, 1),
+        "server_rss_after_warm_up_mb": round(memory_after_warm_up, 1),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -14,16 +14,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks.memory import peak_mb
+
 MODEL = "smollm2-135m-instruct"
-
-
-def peak_memory_bytes() -> int:
-    """This process's peak resident set (VmHWM) in bytes (Linux)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _prompt_ids(loaded, n: int) -> list[int]:  # noqa: ANN001 - LoadedModel
@@ -53,7 +46,7 @@ def measure(mode: str, n: int) -> dict[str, float | int | str]:
         tokens = summarise(loaded, text).n_tokens
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {"mode": mode, "tokens": tokens, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-            "peak_bytes": peak_memory_bytes(),
+            "peak_bytes": int(peak_mb() * 2**20),
             "device": loaded.device_label}  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from benchmarks.memory import peak_mb, reset_peak, rss_mb
 from benchmarks.quality import attribution_quality, format_quality
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,25 +76,6 @@ class Row:
     note: str = ""
 
 
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def _peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def prompt_text(tokenizer, tokens: int, variant: int = 0) -> str:  # noqa: ANN001 - any tokenizer
     """Text of about ``tokens`` tokens; each ``variant`` starts differently, so no cache can answer it."""
     ids = tokenizer(f"Run {variant}. " + TEXT * (tokens // 20 + 2))["input_ids"][:tokens]
@@ -112,12 +94,12 @@ def _timed(work: Callable[[], object], repeats: int) -> Measurement:
     best = float("inf")
     peak = 0.0
     for _ in range(repeats):
-        before = _rss_mb()
-        _reset_peak()
+        before = rss_mb()
+        reset_peak()
         start = time.perf_counter()
         result = work()
         best = min(best, time.perf_counter() - start)
-        peak = max(peak, _peak_mb() - before)
+        peak = max(peak, peak_mb() - before)
         del result
     return Measurement(seconds=best, peak_mb=peak)
 
