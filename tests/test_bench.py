@@ -6,12 +6,16 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
+from attnviz.models.loading import LoadedModel
 from benchmarks.quality import format_quality
 from benchmarks.report import Row, format_table, format_verdicts
+from benchmarks.run import Measurement, _row, baseline_work, input_ids
 
 
 def row(case: str, tokens: int, ratio: float) -> Row:
@@ -35,6 +39,34 @@ def test_every_size_is_judged_against_its_target() -> None:
         "| trace_full | 128 | 1.18 s | 1 s | 1.180 | 3 | ≤ 0.6, stated for 1,024, 2,048 tokens: not met |"
         in table
     )
+
+
+def test_careful_eager_keeps_the_same_maps_in_float16(tiny: Callable[[str], LoadedModel]) -> None:
+    loaded = tiny("llama")
+    inputs = input_ids(loaded, "The careful user keeps each layer's map as float16 and frees the rest.")
+    logits, maps = baseline_work(loaded, "eager_careful", inputs)()
+    user = baseline_work(loaded, "eager_user", inputs)()
+    assert len(maps) == len(user.attentions) == loaded.n_layers and all(
+        m.dtype == torch.float16 for m in maps
+    )
+    for kept, full in zip(maps, user.attentions, strict=True):
+        assert torch.equal(kept, full.half())
+    assert logits.shape[1] == 1 and torch.allclose(logits[0, -1], user.logits[0, -1], atol=1e-5)
+    assert (
+        len(baseline_work(loaded, "eager_careful", inputs)()[1]) == loaded.n_layers
+    )  # none left from before
+
+
+def test_a_ratio_rests_on_the_fewer_samples_of_its_sides() -> None:
+    timed = _row("trace_full", 128, Measurement(1.0, 10.0, samples=7), Measurement(2.0, 20.0, samples=5))
+    budget = _row(
+        "payload_explore",
+        128,
+        Measurement(0.0, None, 1e5, samples=3),
+        Measurement(0.0, None, 2e6, samples=None),
+    )
+    assert (timed.ratio, timed.samples, timed.unit) == (0.5, 5, "s")
+    assert (budget.ratio, budget.samples, budget.unit, budget.verdict()) == (0.05, 3, "B", "≤ 1: met")
 
 
 @pytest.mark.slow
