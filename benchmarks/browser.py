@@ -24,6 +24,16 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = Path(os.environ.get("ATTNVIZ_SCREENSHOTS") or Path(tempfile.gettempdir()) / "attnviz-screenshots")
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# Watch for the script to start running (window.__ran): a page idle again after that has finished the run.
+WATCH_RUN = """() => {
+  window.__ran = false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__watch?.disconnect();
+  window.__watch = new MutationObserver(() => {
+    if (app.dataset.testScriptState === 'running') { window.__ran = true; }
+  });
+  window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

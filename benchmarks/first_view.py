@@ -25,20 +25,21 @@ from urllib.parse import urlencode
 
 from playwright.sync_api import Page, sync_playwright
 
-from benchmarks.browser import CHROMIUM_ARGS, block_external, chromium_path, streamlit_server, wait_idle
+from benchmarks.browser import (
+    CHROMIUM_ARGS,
+    WATCH_RUN,
+    block_external,
+    chromium_path,
+    streamlit_server,
+    wait_idle,
+)
 
 # Remember every figure drawn so far, so a finished run can be told from the one before it, and watch for
 # the script to start running: a figure redrawn before the new run starts must not count as its result.
-MARK_DRAWN = """() => {
+MARK_DRAWN = f"""() => {{
   window.__drawn = new Set([...document.querySelectorAll('.js-plotly-plot')].map(p => p.data));
-  window.__ran = false;
-  const app = document.querySelector('[data-testid="stApp"]');
-  window.__watch?.disconnect();
-  window.__watch = new MutationObserver(() => {
-    if (app.dataset.testScriptState === 'running') { window.__ran = true; }
-  });
-  window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
+  ({WATCH_RUN})();
+}}"""
 # The script is idle and the first figure (the head grid) holds data (a freshly opened page).
 GRID_DRAWN = """() => {
   const app = document.querySelector('[data-testid="stApp"]');

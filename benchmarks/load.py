@@ -1,16 +1,24 @@
 """Classroom load test: N sessions at once against a real ``streamlit run`` on 127.0.0.1.
 
     python -m benchmarks.load --sessions 30 --seconds 120 --out load.json [--client browser]
+    python -m benchmarks.load --arrivals-per-minute 30 --seconds 120 --out load.json   # open loop
 
 Each session is a real Streamlit session: by default a client of Streamlit's own websocket protocol
-(:mod:`benchmarks.protocol`: students' browsers on their own machines), or with ``--client browser``
-its own Playwright context in one Chromium on this machine. Sessions start together and, until the
-time is up (and at least until their first Sources round), alternate between Explore (a new prompt
-of their own each round, typed into the prompt box after the first visit) and, every
-``--sources-every`` rounds, Sources (a new question of their own, Answer pressed). Explore rounds
-check the figures show the session's own tokens and nobody else's; Sources rounds check the answer
-(over the protocol: that its export holds the session's question); every round checks for errors.
-The JSON holds latency p50/p95/max per page and the server's peak memory (VmHWM).
+(:mod:`benchmarks.protocol`: students' browsers on their own machines, each fetching the page's
+JavaScript once, as a browser does), or with ``--client browser`` its own Playwright context in one
+Chromium on this machine. Closed loop (the default): sessions start together and, until the time is
+up (and at least until their first Sources round), alternate between Explore (a new prompt of their
+own each round, typed into the prompt box after the first visit) and, every ``--sources-every``
+rounds, Sources (a new question of their own, Answer pressed); each sends its next round when the
+last one ends. Open loop (``--arrivals-per-minute``): a new session arrives on a fixed schedule,
+however busy the server is, and does one round (every ``--sources-every``-th arrival on Sources).
+
+Explore rounds check the figures show the session's own tokens and nobody else's; Sources rounds
+wait for the answer and check its export holds the session's own question; every round checks for
+errors. A round that fails or passes ``--round-limit`` counts in the percentiles with the time it
+took (the limit, when it ran out) and fails the run (exit status 1). The JSON holds latency
+p50/p95/max per page, the concurrency reached (rounds in flight: time-weighted mean and max) and the
+server's peak memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -22,16 +30,33 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import numpy as np
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from benchmarks.browser import CHROMIUM_ARGS, IDLE, chromium_path, streamlit_server
+from benchmarks.browser import CHROMIUM_ARGS, IDLE, WATCH_RUN, chromium_path, streamlit_server
+from benchmarks.memory import peak_mb, rss_mb
 from benchmarks.protocol import ProtocolSession, text_state, trigger_state
+from benchmarks.schedule import (
+    InFlight,
+    Plan,
+    Round,
+    Session,
+    SessionLog,
+    on_schedule,
+    planned_sessions,
+    rounds,
+    summary,
+)
 
+# After WATCH_RUN: the run is over and the page offers the answer's export.
+ANSWER_SHOWN = """() => window.__ran
+  && document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'
+  && [...document.querySelectorAll('[data-testid="stDownloadButton"] button')]
+       .some(b => b.textContent.includes('Download JSON'))"""
 OWN_TOKENS_DRAWN = """([a, c]) => {
   const ticks = [...document.querySelectorAll('.js-plotly-plot .xtick text')].map(t => t.textContent.trim());
   return ticks.includes(a) && ticks.includes(c);
@@ -94,33 +119,10 @@ PROBLEMS = (
 )
 
 
-@dataclass
-class Round:
-    """One request of one session: which page, how long until the page was idle again, and what went wrong."""
-
-    session: int
-    page: str
-    seconds: float
-    problem: str = ""
-
-
-@dataclass
-class SessionLog:
-    rounds: list[Round] = field(default_factory=list)
-
-
 def prompt_of(session: int, round_: int) -> tuple[str, str, str]:
     """A session's prompt for a round, the word only that session's prompts contain, and the round's word."""
     animal, colour = ANIMALS[session % len(ANIMALS)], COLOURS[round_ % len(COLOURS)]
     return f"The {animal} in room {session} met the {colour} {animal} again on day {round_}.", animal, colour
-
-
-def memory_kb(pid: int, field_name: str = "VmHWM") -> int:
-    """A /proc memory figure of a process in kB (VmHWM: the peak resident set)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -173,15 +175,30 @@ async def browser_explore(page, url: str, session: int, round_: int, first: bool
 
 
 async def browser_sources(page, url: str, session: int, round_: int, timeout_ms: int) -> Round:
-    """Ask a question of the session's own on Sources, press Answer, wait for the answer and its sources."""
+    """Ask a question of the session's own on Sources, press Answer, wait until the run is over and the
+    answer's export is offered, and check the export holds this question."""
+    question = question_of(session, round_)
     start = time.monotonic()
     await page.goto(f"{url}/sources")
     await wait_for_run(page, timeout_ms)
-    await page.get_by_label("Question", exact=True).fill(question_of(session, round_))
+    await page.get_by_label("Question", exact=True).fill(question)
+    await page.evaluate(WATCH_RUN)
     await page.get_by_role("button", name="Answer", exact=True).click()
-    await page.get_by_role("heading", name="Sources", exact=True).last.wait_for(timeout=timeout_ms)
-    await wait_for_run(page, timeout_ms)
-    return Round(session, "sources", time.monotonic() - start, await page_problem(page))
+    await page.wait_for_function(ANSWER_SHOWN, timeout=timeout_ms, polling=200)
+    seconds = time.monotonic() - start
+    problem = await page_problem(page)
+    if not problem:
+        async with page.expect_download(timeout=timeout_ms) as started:
+            await page.get_by_role("button", name="Download JSON").click()
+        exported = json.loads(Path(await (await started.value).path()).read_text())
+        problem = question_problem(exported, question)
+    return Round(session, "sources", seconds, problem)
+
+
+def question_problem(exported: dict[str, object], question: str) -> str:
+    """'' when a Sources export holds ``question``; else what it holds instead."""
+    found = exported.get("question")
+    return "" if found == question else f"another question's result shown: {found!r}"
 
 
 async def page_problem(page) -> str:
@@ -219,47 +236,31 @@ async def protocol_sources(client: ProtocolSession, session: int, round_: int) -
     if not problem and "Download JSON" not in shown.downloads:
         problem = "no answer shown"
     elif not problem:
-        exported = json.loads(await client.download(shown.downloads["Download JSON"]))
-        if exported.get("question") != question:
-            problem = f"another question's result shown: {exported.get('question')!r}"
+        problem = question_problem(
+            json.loads(await client.download(shown.downloads["Download JSON"])), question
+        )
     return Round(session, "sources", seconds, problem)
 
 
-async def rounds(
-    session: int, deadline: float, sources_every: int, log: SessionLog, explore, sources
-) -> None:
-    """Explore rounds, with a Sources round every ``sources_every``-th, until ``deadline``."""
-    round_, on_explore = 0, False
-    # Until the time is up, and at least until the session's first Sources round (a slow machine still
-    # checks both pages).
-    while time.monotonic() < deadline or round_ < sources_every:
+async def protocol_session(url: str, session: Session, log: SessionLog) -> None:
+    """A session over Streamlit's protocol: the page's JavaScript fetched once, as a browser does, then its rounds."""
+    start = time.monotonic()
+    async with ProtocolSession(url, timeout=session.plan.round_limit) as client:
         try:
-            if sources_every and round_ % sources_every == sources_every - 1:
-                log.rounds.append(await sources(round_))
-                on_explore = False
-            else:
-                log.rounds.append(await explore(round_, not on_explore))
-                on_explore = True
-        except Exception as error:  # noqa: BLE001 - a failed round is reported, the session goes on
-            log.rounds.append(Round(session, "error", 0.0, f"{type(error).__name__}: {str(error)[:300]}"))
-            on_explore = False
-        round_ += 1
-
-
-async def protocol_session(
-    url: str, session: int, deadline: float, sources_every: int, log: SessionLog
-) -> None:
-    async with ProtocolSession(url) as client:
+            log.front_end_bytes = await client.load_front_end()
+        except Exception as error:  # noqa: BLE001 - a session without its front end fails the run
+            problem = f"front end not loaded: {type(error).__name__}: {str(error)[:300]}"
+            log.rounds.append(Round(session.number, "front_end", time.monotonic() - start, problem))
+            return
         await rounds(
-            session, deadline, sources_every, log,
-            lambda r, first: protocol_explore(client, session, r, first),
-            lambda r: protocol_sources(client, session, r),
+            session, log,
+            lambda r, first: protocol_explore(client, session.number, r, first),
+            lambda r: protocol_sources(client, session.number, r),
         )  # fmt: skip
 
 
-async def browser_session(
-    browser, url: str, session: int, deadline: float, sources_every: int, log: SessionLog
-) -> None:
+async def browser_session(browser, url: str, session: Session, log: SessionLog) -> None:  # noqa: ANN001
+    """A session in its own Chromium context: its rounds, then any dialog or request off localhost."""
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
     blocked: list[str] = []
@@ -278,98 +279,92 @@ async def browser_session(
     await page.route("**/*", route)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    timeout_ms = int(max(deadline - time.monotonic(), 0) * 1000) + 300_000
-    context.set_default_timeout(timeout_ms)  # a busy machine loads the front end slowly: wait, don't fail
+    timeout_ms = int(session.plan.round_limit * 1000)
+    context.set_default_timeout(timeout_ms)  # a busy machine loads the front end slowly: wait up to the limit
     context.set_default_navigation_timeout(timeout_ms)
     try:
         await rounds(
-            session, deadline, sources_every, log,
-            lambda r, first: browser_explore(page, url, session, r, first, timeout_ms),
-            lambda r: browser_sources(page, url, session, r, timeout_ms),
+            session, log,
+            lambda r, first: browser_explore(page, url, session.number, r, first, timeout_ms),
+            lambda r: browser_sources(page, url, session.number, r, timeout_ms),
         )  # fmt: skip
     finally:
         if dialogs:
-            log.rounds.append(Round(session, "dialog", 0.0, f"dialogs opened: {dialogs}"))
+            log.rounds.append(Round(session.number, "dialog", 0.0, f"dialogs opened: {dialogs}"))
         if blocked:
-            log.rounds.append(Round(session, "offline", 0.0, f"requests off localhost: {blocked[:5]}"))
+            log.rounds.append(Round(session.number, "offline", 0.0, f"requests off localhost: {blocked[:5]}"))
         await context.close()
 
 
-def summary(seconds: list[float]) -> dict[str, float]:
-    if not seconds:
-        return {"n": 0}
-    values = np.asarray(seconds)
-    return {
-        "n": int(values.size),
-        "p50_s": round(float(np.percentile(values, 50)), 2),
-        "p95_s": round(float(np.percentile(values, 95)), 2),
-        "max_s": round(float(values.max()), 2),
-    }
-
-
-async def warm_up(url: str) -> float:
+async def warm_up(url: str, plan: Plan) -> float:
     """Load the model and calibrate Sources once (not timed as a session: a class starts on a warm server)."""
     start = time.monotonic()
     log = SessionLog()
-    await protocol_session(url, len(ANIMALS) - 1, time.monotonic() + 1, 2, log)
-    async with ProtocolSession(url) as client:
-        log.rounds.append(await protocol_sources(client, 0, 0))
+    warm = Plan(0.0, 2, plan.round_limit)
+    await protocol_session(url, Session(len(ANIMALS) - 1, 0, lambda r: r < 2, warm, InFlight()), log)
     bad = [r for r in log.rounds if r.problem]
     if bad:
         raise RuntimeError(f"warm-up failed: {bad}")
     return time.monotonic() - start
 
 
-async def sessions_at_once(
-    client: str, url: str, sessions: int, deadline: float, sources_every: int
+async def run_sessions(
+    client: str, url: str, sessions: int, plan: Plan, in_flight: InFlight
 ) -> list[SessionLog]:
-    """Run ``sessions`` sessions together until ``deadline``: protocol clients, or tabs in one Chromium."""
-    logs = [SessionLog() for _ in range(sessions)]
+    """The plan's sessions (:func:`benchmarks.schedule.planned_sessions`) over Streamlit's protocol or in Chromium."""
+    planned = planned_sessions(plan, sessions, in_flight)
+    logs = [SessionLog() for _ in planned]
     if client == "protocol":
-        await asyncio.gather(
-            *(protocol_session(url, i, deadline, sources_every, logs[i]) for i in range(sessions))
-        )
+        start = lambda s: protocol_session(url, s, logs[s.number])  # noqa: E731
+        await on_schedule(planned, start, plan, in_flight.started)
         return logs
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        await asyncio.gather(
-            *(browser_session(browser, url, i, deadline, sources_every, logs[i]) for i in range(sessions))
-        )
+        start = lambda s: browser_session(browser, url, s, logs[s.number])  # noqa: E731
+        await on_schedule(planned, start, plan, in_flight.started)
         await browser.close()
     return logs
 
 
-async def load_test(sessions: int, seconds: float, sources_every: int, client: str) -> dict[str, object]:
+async def load_test(client: str, sessions: int, plan: Plan) -> dict[str, object]:
+    """Start a server, warm it up, run the sessions and report latency, concurrency, CPU and memory."""
     servers: list[subprocess.Popen] = []
     with streamlit_server(started=servers) as url:
         pid = servers[0].pid
-        warm_seconds = await warm_up(url)
-        memory_after_warm_up = memory_kb(pid, "VmRSS")
+        warm_seconds = await warm_up(url, plan)
+        memory_after_warm_up = rss_mb(pid)
         cpu_before = cpu_seconds(pid)
-        start = time.monotonic()
-        logs = await sessions_at_once(client, url, sessions, start + seconds, sources_every)
-        wall = time.monotonic() - start
+        in_flight = InFlight()
+        logs = await run_sessions(client, url, sessions, plan, in_flight)
+        concurrency = in_flight.report()
+        wall = time.monotonic() - in_flight.started
         server_cpu = cpu_seconds(pid) - cpu_before
-        peak_kb = memory_kb(pid)
+        peak = peak_mb(pid)
     rounds_ = [r for log in logs for r in log.rounds]
-    first_explore = [log.rounds[0].seconds for log in logs if log.rounds and log.rounds[0].page == "explore"]
+    first_explore = [next((r for r in log.rounds if r.page == "explore"), None) for log in logs]
+    front_end = [log.front_end_bytes for log in logs if log.front_end_bytes]
     return {
         "client": client,
-        "sessions": sessions,
-        "seconds": seconds,
+        "loop": "closed" if plan.arrivals_per_minute is None else "open",
+        "sessions": len(logs),
+        "arrivals_per_minute": plan.arrivals_per_minute,
+        "seconds": plan.seconds,
+        "round_limit_s": plan.round_limit,
         "wall_s": round(wall, 1),
         "warm_up_s": round(warm_seconds, 1),
-        "explore": summary([r.seconds for r in rounds_ if r.page == "explore"]),
-        "explore_first_open": summary(first_explore),
-        "sources": summary([r.seconds for r in rounds_ if r.page == "sources"]),
+        "explore": summary([r for r in rounds_ if r.page == "explore"]),
+        "explore_first_open": summary([r for r in first_explore if r is not None]),
+        "sources": summary([r for r in rounds_ if r.page == "sources"]),
+        "in_flight": concurrency,
+        "front_end_mb_per_session": round(float(np.median(front_end)) / 1e6, 2) if front_end else None,
         "rounds": len(rounds_),
         "server_cpu_s": round(server_cpu, 1),
         "server_cpu_s_per_round": round(server_cpu / max(len(rounds_), 1), 2),
         "problems": [asdict(r) for r in rounds_ if r.problem],
-        "server_peak_rss_mb": round(peak_kb / 1024, 1),
-        "server_rss_after_warm_up_mb": round(memory_after_warm_up / 1024, 1),
+        "server_peak_rss_mb": round(peak, 1),
+        "server_rss_after_warm_up_mb": round(memory_after_warm_up, 1),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -379,12 +374,19 @@ async def load_test(sessions: int, seconds: float, sources_every: int, client: s
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=30, help="concurrent browser sessions")
+    parser.add_argument("--sessions", type=int, default=30, help="concurrent sessions (closed loop)")
     parser.add_argument("--seconds", type=float, default=120, help="how long sessions keep sending requests")
     parser.add_argument(
         "--sources-every", type=int, default=3, help="every n-th round is on Sources (0: never)"
+    )
+    parser.add_argument(
+        "--arrivals-per-minute", type=float, default=None,
+        help="open loop: a new session on this schedule, one round each, whatever the server's state",
+    )  # fmt: skip
+    parser.add_argument(
+        "--round-limit", type=float, default=600, help="seconds a round may take before it counts as failed"
     )
     parser.add_argument(
         "--client", choices=("protocol", "browser"), default="protocol",
@@ -394,14 +396,16 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("load.json"), help="JSON report")
     args = parser.parse_args(argv)
-    report = asyncio.run(load_test(args.sessions, args.seconds, args.sources_every, args.client))
+    plan = Plan(args.seconds, args.sources_every, args.round_limit, args.arrivals_per_minute)
+    report = asyncio.run(load_test(args.client, args.sessions, plan))
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "problems"}, indent=1))
     print(
         f"{len(report['problems'])} problem(s)"
         + (f", first: {report['problems'][0]}" if report["problems"] else "")
     )
+    return 1 if report["problems"] else 0  # a failed or timed-out round fails the run
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,18 +1,21 @@
 """Speed, memory and payload: the app's own path against what a user would run instead, in one run.
 
 Baselines, measured in the same run at each size: a plain SDPA forward (the floor: attention
-is computed once anyway), and eager ``output_attentions=True`` both as a user calls it (all
-logits, float32 maps) and like-for-like with our trace (last-position logits, maps stored in
-float16). ``trace_full`` is exactly what Explore runs (``trace(..., float16=True)``).
-Each (variant, size) runs in a fresh subprocess so peak memory is its own: the process
-resets its peak-RSS mark (``/proc/self/clear_refs``) after loading the model and reads
-``VmHWM`` after the measured work. The SDPA forward and our traces are then timed again in turns in
-one process (``_paired``), and their medians are the times reported: the machine drifts too much
-between processes for ratios of separate runs. Eager times are the best of a few runs in their own
-process; browser times the median of several.
+is computed once anyway), and eager attention maps both as a user calls it (``output_attentions=True``:
+all logits, float32 maps) and as a careful user would keep them (last-position logits, each layer's
+map converted to float16 by a forward hook as the layer ends, so its float32 map is freed before
+the next layer runs). ``trace_full`` is exactly what Explore runs (``trace(..., float16=True)``).
+Each (variant, size) runs once in a fresh subprocess so peak memory is its own: the process
+resets its peak-RSS mark (``benchmarks.memory.reset_peak``) after loading the model and reads
+``VmHWM`` after the measured work. Times come from one method per ratio: the baselines and our
+traces are timed in turns in one process (``_paired``) and their medians compared, because the
+machine drifts too much between processes for ratios of separate runs; attribution's two sides in
+turns too; loads one per fresh process on both sides; browser times the median of several views,
+each against an SDPA forward of its text right after. Every row says how many samples it rests on,
+and each target-bearing row whether it meets its target (``TARGETS``).
 
-The module is a little over 400 lines on purpose: every measured variant sits next to its
-baseline in one worker (``_variant``), so a reader can check that each ratio compares like with like.
+Every measured variant sits next to its baseline in one worker (``_variant``, ``_paired``), so a
+reader can check that each ratio compares like with like; :mod:`benchmarks.report` judges and prints the rows.
 """
 
 from __future__ import annotations
@@ -30,16 +33,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from benchmarks.memory import peak_mb, reset_peak, rss_mb
 from benchmarks.quality import attribution_quality, format_quality
+from benchmarks.report import Row, format_report, format_table, format_verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (128, 512, 1024, 2048)
 QUICK_SIZES = (32,)
-QUICK_QUALITY_CASES = 2
-FIRST_VIEW_SIZES = (512, 1024)  # timed FIRST_VIEW_RUNS times each; other sizes once, for their payload
-FIRST_VIEW_RUNS = 3
-PAIRED = ("sdpa_forward", "trace_full", "trace_layer")  # timed in turns in one process (see _paired)
-PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; larger sizes 3
+QUICK_QUALITY_CASES = 1
+FIRST_VIEW_RUNS = 3  # views timed at each size (one in --quick)
+# Timed in turns in one process (see _paired), each also measured alone in its own process for its peak memory.
+PAIRED = ("sdpa_forward", "eager_careful", "eager_user", "trace_full", "trace_layer")
+PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; other sizes 3
+ATTRIBUTION_ROUNDS = 3  # attention and ablation timed in turns (one round in --quick)
+LOAD_RUNS = 3  # fresh processes per load variant (one in --quick)
 BERTVIZ_MAX_TOKENS = 128  # bertviz's own model view of all 270 heads is ~120 MB here already (grows n²)
 WARM_UP_TOKENS = 16
 PAYLOAD_BUDGET = 2e6  # bytes: the Explore first view's budget
@@ -54,44 +61,13 @@ TEXT = (
 
 @dataclass(frozen=True)
 class Measurement:
-    """One variant at one size: wall time (best of runs) and peak memory above the loaded model."""
+    """One variant at one size: wall time (median of ``samples`` runs) and peak memory above the loaded model."""
 
     seconds: float
     peak_mb: float | None
     value: float | None = None  # a non-time figure (e.g. bytes); when set, it is what gets compared
     detail: str = ""  # what the figure covers, for the row's note
-
-
-@dataclass(frozen=True)
-class Row:
-    case: str
-    tokens: int
-    ours: float
-    baseline: float
-    ratio: float
-    unit: str
-    ours_peak_mb: float | None
-    baseline_peak_mb: float | None
-    note: str = ""
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def _peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    samples: int | None = 1  # runs the figure rests on; None for a fixed figure (a target or a budget)
 
 
 def prompt_text(tokenizer, tokens: int, variant: int = 0) -> str:  # noqa: ANN001 - any tokenizer
@@ -107,26 +83,42 @@ def input_ids(loaded: "LoadedModel", text: str) -> dict:  # noqa: F821
     return prompt_inputs(loaded.tokenizer(text)["input_ids"])
 
 
-def _timed(work: Callable[[], object], repeats: int) -> Measurement:
-    """Best-of-``repeats`` time of ``work`` and its peak memory above the RSS before it."""
-    best = float("inf")
-    peak = 0.0
-    for _ in range(repeats):
-        before = _rss_mb()
-        _reset_peak()
-        start = time.perf_counter()
-        result = work()
-        best = min(best, time.perf_counter() - start)
-        peak = max(peak, _peak_mb() - before)
-        del result
-    return Measurement(seconds=best, peak_mb=peak)
+def _timed(work: Callable[[], object]) -> tuple[float, float]:
+    """Seconds of one run of ``work`` and its peak memory (MB) above the resident set before it."""
+    before = rss_mb()
+    reset_peak()
+    start = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - start
+    peak = peak_mb() - before
+    del result
+    return seconds, peak
+
+
+def _in_turns(works: dict[str, Callable[[], object]], rounds: int) -> dict[str, Measurement]:
+    """Each work's median seconds and largest peak over ``rounds`` rounds, the works timed in turns.
+
+    The machine's speed drifts by ±20% over minutes (measured); works timed side by side share the
+    drift, so the ratio of their medians is far steadier than runs in separate processes.
+    """
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in works}
+    for _ in range(rounds):
+        for name, work in works.items():
+            runs[name].append(_timed(work))
+    return {
+        name: Measurement(statistics.median(s for s, _ in done), max(p for _, p in done), samples=len(done))
+        for name, done in runs.items()
+    }
 
 
 def baseline_work(loaded: "LoadedModel", name: str, inputs: dict) -> Callable[[], object]:  # noqa: F821
-    """The same weights under transformers' own attention: SDPA forward, or eager with attention maps.
+    """The same weights under transformers' own attention: ``sdpa_forward`` (no maps), ``eager_user``
+    (``output_attentions=True`` as users call it: all logits, float32 maps) or ``eager_careful``.
 
-    Warmed up on a short prefix, so the first timed run's peak memory is not hidden by heap
-    memory a full-size warm-up left behind.
+    ``eager_careful`` is the least memory a user of eager attention could get the maps in: last-position
+    logits, and a forward hook on each attention module that keeps its map as float16 and passes on
+    None, so each float32 map is freed as its layer ends. Warmed up on a short prefix, so the first
+    timed run's peak memory is not hidden by heap memory a full-size warm-up left behind.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -139,13 +131,24 @@ def baseline_work(loaded: "LoadedModel", name: str, inputs: dict) -> Callable[[]
     keep = (
         {} if name == "eager_user" else {"logits_to_keep": 1}
     )  # like-for-like: our trace keeps the last row
+    kept: list[torch.Tensor] = []
+
+    def keep_half(_module: torch.nn.Module, _args: tuple, output: tuple) -> tuple:
+        kept.append(output[1].half())
+        return output[0], None
+
+    if name == "eager_careful":
+        for layer in model.model.layers:
+            layer.self_attn.register_forward_hook(keep_half)
 
     def run(given: dict = inputs) -> object:
         with torch.inference_mode():
-            outputs = model(**given, use_cache=False, output_attentions=name != "sdpa_forward", **keep)
-            if name == "eager_like":  # stored as the trace stores them: float16
-                return outputs.logits, tuple(a.half() for a in outputs.attentions)
+            outputs = model(**given, use_cache=False, output_attentions=name == "eager_user", **keep)
+        if name != "eager_careful":
             return outputs
+        maps = tuple(kept)
+        kept.clear()
+        return outputs.logits, maps
 
     run({key: value[:, :WARM_UP_TOKENS] for key, value in inputs.items()})
     return run
@@ -167,38 +170,31 @@ def _trace_work(loaded: "LoadedModel", name: str, text: str) -> Callable[[], obj
     return lambda: work[name](text)
 
 
-def _paired(tokens: int) -> dict[str, list[float]]:
-    """Seconds of each PAIRED variant, timed in turns round after round in this one process.
+def _work(loaded: "LoadedModel", name: str, tokens: int) -> Callable[[], object]:  # noqa: F821
+    """One PAIRED variant at ``tokens``, warmed up: a baseline or our trace."""
+    text = prompt_text(loaded.tokenizer, tokens)
+    if name in {"sdpa_forward", "eager_user", "eager_careful"}:
+        return baseline_work(loaded, name, input_ids(loaded, text))
+    return _trace_work(loaded, name, text)
 
-    The machine's speed drifts by ±20% over minutes (measured); variants timed side by side share
-    the drift, so the ratio of their medians is far steadier than best-of-runs in separate processes.
-    """
+
+def _paired(tokens: int, rounds: int) -> dict[str, dict]:
+    """Every PAIRED variant timed in turns in this one process; each one's Measurement as a dict."""
     import torch
 
     import attnviz
 
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     loaded = attnviz.load_model(MODEL)
-    text = prompt_text(loaded.tokenizer, tokens)
-    inputs = input_ids(loaded, text)
-    works = {"sdpa_forward": baseline_work(loaded, "sdpa_forward", inputs)}
-    works |= {name: _trace_work(loaded, name, text) for name in PAIRED[1:]}
-    times: dict[str, list[float]] = {name: [] for name in PAIRED}
-    for _ in range(PAIRED_ROUNDS.get(tokens, 3)):
-        for name, work in works.items():
-            start = time.perf_counter()
-            result = work()
-            times[name].append(time.perf_counter() - start)
-            del result
-    return times
+    measured = _in_turns({name: _work(loaded, name, tokens) for name in PAIRED}, rounds)
+    return {name: asdict(m) for name, m in measured.items()}
 
 
 def _variant(name: str, tokens: int) -> Measurement:
-    """Run one measured variant in this process (called by the worker subprocess)."""
+    """Run one measured variant once in this process (called by the worker subprocess)."""
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 2))
-    repeats = 1 if tokens >= 1024 else 2
     if name == "load_gguf":
         from transformers import AutoModelForCausalLM
 
@@ -206,22 +202,17 @@ def _variant(name: str, tokens: int) -> Measurement:
         from attnviz.models.registry import BUILTINS
 
         folder = BUILTINS[MODEL].package_dir()
-        return _timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF), 1)
+        return Measurement(
+            *_timed(lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF))
+        )
     import attnviz
 
     if name == "load_cached":
-        attnviz.load_model(MODEL)  # make sure the conversion exists; the timed load is a cache hit
-        return _timed(lambda: attnviz.load_model(MODEL), 2)
+        return Measurement(*_timed(lambda: attnviz.load_model(MODEL)))
     loaded = attnviz.load_model(MODEL)
-    text = prompt_text(loaded.tokenizer, tokens)
-    inputs = input_ids(loaded, text)
-    if name.startswith("attribution_"):
-        return _attribution(loaded, name)
     if name in {"bertviz_model_view", "ours_bertviz_view"}:
-        return _bertviz_bytes(loaded, name, text)
-    if name in {"sdpa_forward", "eager_user", "eager_like"}:
-        return _timed(baseline_work(loaded, name, inputs), repeats)
-    return _timed(_trace_work(loaded, name, text), repeats)
+        return _bertviz_bytes(loaded, name, prompt_text(loaded.tokenizer, tokens))
+    return Measurement(*_timed(_work(loaded, name, tokens)))
 
 
 def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement:  # noqa: F821
@@ -244,29 +235,38 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
     return Measurement(0.0, None, float(subset.n_bytes), covered)
 
 
-def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821 - lazy import
-    """Attention attribution (one pass) or leave-one-out ablation of the same answer over 8 passages."""
+def _attribution(rounds: int) -> dict[str, dict]:
+    """Attention attribution (one pass) and leave-one-out ablation of the same answer over 8 passages,
+    timed in turns in this one process (generation not timed); each one's Measurement as a dict."""
+    import torch
+
+    import attnviz
     from attnviz.sources.ablation import ablate_sources
     from attnviz.sources.attention import answer_logprobs, passage_attention
     from attnviz.sources.attribution import generate_answer
     from attnviz.sources.passages import build_prompt
     from benchmarks.quality import read_cases
 
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    loaded = attnviz.load_model(MODEL)
     first, second = (rag.case for rag in read_cases()[:2])
     question = first.question
     passages = first.passages + second.passages  # 8 passages, the answer in one
     prompt = build_prompt(loaded, question, passages)
-    answer = generate_answer(loaded, prompt.ids, max_new_tokens=24)  # generation is not timed
-    if name == "attribution_attention":
-        passage_attention(loaded, prompt, answer)  # warm-up
-        return _timed(lambda: passage_attention(loaded, prompt, answer), 2)
+    answer = generate_answer(loaded, prompt.ids, max_new_tokens=24)
     base = answer_logprobs(loaded, prompt.ids, answer)
-    return _timed(lambda: ablate_sources(loaded, prompt, answer, base), 1)
+    passage_attention(loaded, prompt, answer)  # warm-up
+    works = {
+        "attribution_attention": lambda: passage_attention(loaded, prompt, answer),
+        "attribution_ablation": lambda: ablate_sources(loaded, prompt, answer, base),
+    }
+    return {name: asdict(m) for name, m in _in_turns(works, rounds).items()}
 
 
-def _run_worker(name: str, tokens: int) -> dict:
-    """Run a worker (a variant, or ``paired``) in a fresh subprocess so its peak memory is its own; its JSON."""
-    command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens)]
+def _run_worker(name: str, tokens: int, rounds: int = 1) -> dict:
+    """Run a worker (a variant, ``paired`` or ``attribution``) in a fresh subprocess, so its peak memory
+    is its own; its JSON."""
+    command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens), str(rounds)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
@@ -278,12 +278,21 @@ def _run_variant(name: str, tokens: int) -> Measurement:
     return Measurement(**_run_worker(name, tokens))
 
 
+def _fresh_runs(name: str, runs: int) -> Measurement:
+    """A variant in ``runs`` fresh subprocesses, one after another: median seconds, largest peak."""
+    done = [_run_variant(name, 0) for _ in range(runs)]
+    return Measurement(
+        statistics.median(m.seconds for m in done), max(m.peak_mb or 0.0 for m in done), samples=runs
+    )
+
+
 def _row(
     case: str, tokens: int, mine: Measurement, theirs: Measurement, note: str = "", unit: str = "B"
 ) -> Row:
     """Compare two measurements: by ``value`` when both have one (``unit``: bytes unless told), else by time."""
     by_value = mine.value is not None and theirs.value is not None
     ours, baseline = (mine.value, theirs.value) if by_value else (mine.seconds, theirs.seconds)
+    samples = min(n for n in (mine.samples, theirs.samples) if n is not None)
     return Row(
         case=case,
         tokens=tokens,
@@ -294,6 +303,7 @@ def _row(
         ours_peak_mb=None if mine.peak_mb is None else round(mine.peak_mb, 1),
         baseline_peak_mb=None if theirs.peak_mb is None else round(theirs.peak_mb, 1),
         note=note,
+        samples=samples,
     )
 
 
@@ -304,8 +314,8 @@ def _first_views(sizes: Sequence[int], quick: bool) -> dict[str, object]:
     from attnviz.models.registry import builtin_folder
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_folder(MODEL))
-    runs = lambda tokens: FIRST_VIEW_RUNS if tokens in FIRST_VIEW_SIZES and not quick else 1  # noqa: E731
-    prompts = [(t, prompt_text(tokenizer, t, variant)) for t in sizes for variant in range(1, runs(t) + 1)]
+    runs = 1 if quick else FIRST_VIEW_RUNS
+    prompts = [(t, prompt_text(tokenizer, t, variant)) for t in sizes for variant in range(1, runs + 1)]
     path = Path(tempfile.mkstemp(suffix=".json")[1])
     path.write_text(json.dumps(prompts))
     result = subprocess.run(
@@ -318,28 +328,42 @@ def _first_views(sizes: Sequence[int], quick: bool) -> dict[str, object]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _full_trace_limit() -> int:
+    """Tokens up to which Explore traces a prompt in full; longer ones take the summary path (the app's
+    own setting, read where the app reads it, so the label follows ATTNVIZ_MAX_TOKENS)."""
+    from ui.cache import MAX_TOKENS
+
+    return MAX_TOKENS
+
+
 def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: bool) -> list[Row]:
     """first_view (median, vs an SDPA forward of each prompt), Explore payload, bertviz payload, time_to_first_page."""
     rows: list[Row] = []
     progress(f"first_view @ {list(sizes)} and time_to_first_page (browser)")
     measured = _first_views(sizes, quick)
+    limit = _full_trace_limit()
     for tokens in sizes:
         views = [v for v in measured["first_views"] if v["tokens"] == tokens]
-        seconds = statistics.median(v["seconds"] for v in views)
-        n_bytes = statistics.median(v["bytes"] for v in views)
-        forward = Measurement(statistics.median(v["forward"] for v in views), None)
+        median = {key: statistics.median(v[key] for v in views) for key in ("seconds", "forward", "bytes")}
+        n = len(views)
+        path = (
+            f"summary path (over the {limit:,}-token full-trace limit: no full maps)"
+            if tokens > limit
+            else "full trace"
+        )
         rows.append(
             _row(
-                "first_view", tokens, Measurement(seconds, None), forward,
-                f"prompt typed to head grid drawn in Chromium vs an SDPA forward of it right after (medians of {len(views)})",
+                "first_view_summary" if tokens > limit else "first_view", tokens,
+                Measurement(median["seconds"], None, samples=n), Measurement(median["forward"], None, samples=n),
+                f"{path}: prompt typed to head grid drawn in Chromium vs an SDPA forward of it right after",
             )
         )  # fmt: skip
-        budget = Measurement(0.0, None, PAYLOAD_BUDGET)
+        budget = Measurement(0.0, None, PAYLOAD_BUDGET, samples=None)
         rows.append(
             _row(
                 "payload_explore",
                 tokens,
-                Measurement(0.0, None, n_bytes),
+                Measurement(0.0, None, median["bytes"], samples=n),
                 budget,
                 "Explore first view's websocket bytes vs the 2 MB budget",
             )
@@ -352,7 +376,7 @@ def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: 
             )
             note = f"our bertviz model view ({ours.detail}) vs bertviz's own model_view ({theirs.detail}), same trace"
             rows.append(_row("payload_bertviz", tokens, ours, theirs, note))
-    target = Measurement(FIRST_PAGE_TARGET, None)
+    target = Measurement(FIRST_PAGE_TARGET, None, samples=None)
     for case, note in (
         ("time_to_first_page", "streamlit run to Explore's traced prompt drawn vs the 5 s target"),
         ("first_page_started", "the same, Explore opened once the server has started (model preloaded), vs 5 s"),
@@ -361,25 +385,30 @@ def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: 
     return rows
 
 
-def _speed_rows(tokens: int, progress: Callable[[str], None]) -> list[Row]:
-    """trace_full against its three baselines, its memory, and trace_layer, at one size."""
-    measured: dict[str, Measurement] = {}
-    for name in ("sdpa_forward", "eager_user", "eager_like", "trace_full", "trace_layer"):
-        progress(f"{name} @ {tokens}")
-        measured[name] = _run_variant(name, tokens)
-    progress(f"{', '.join(PAIRED)} in turns @ {tokens}")
-    for name, seconds in _run_worker("paired", tokens).items():  # their times: medians taken side by side
-        measured[name] = replace(measured[name], seconds=statistics.median(seconds))
-    full, sdpa, like = measured["trace_full"], measured["sdpa_forward"], measured["eager_like"]
-    memory = lambda m: Measurement(0.0, m.peak_mb, m.peak_mb)  # noqa: E731
-    rows = [
-        _row("trace_full", tokens, full, like, "Explore's trace (fp16 maps, last logits) vs eager output_attentions, same logits and fp16 maps"),
-        _row("trace_full_user", tokens, full, measured["eager_user"], "the same vs eager output_attentions as a user calls it (all logits, fp32 maps)"),
+def _speed_rows(tokens: int, progress: Callable[[str], None], rounds: int) -> list[Row]:
+    """trace_full against its three baselines in time and two in memory, and trace_layer, at one size.
+
+    Peak memory: each variant alone in a fresh process. Times: all of them in turns in one process.
+    """
+    peaks: dict[str, Measurement] = {}
+    for name in PAIRED:
+        progress(f"{name} @ {tokens} (peak memory)")
+        peaks[name] = _run_variant(name, tokens)
+    progress(f"{', '.join(PAIRED)} in turns @ {tokens}, {rounds} rounds")
+    timed = {name: Measurement(**m) for name, m in _run_worker("paired", tokens, rounds).items()}
+    measured = {name: replace(timed[name], peak_mb=peaks[name].peak_mb) for name in PAIRED}
+    full, sdpa, careful, user = (
+        measured[n] for n in ("trace_full", "sdpa_forward", "eager_careful", "eager_user")
+    )
+    memory = lambda m: Measurement(0.0, m.peak_mb, m.peak_mb)  # noqa: E731 - one run in its own process
+    return [
+        _row("trace_full", tokens, full, careful, "Explore's trace (fp16 maps, last logits) vs eager with the same logits, each layer's map kept as fp16 by a hook"),
+        _row("trace_full_user", tokens, full, user, "the same vs eager output_attentions as a user calls it (all logits, fp32 maps)"),
         _row("trace_full_sdpa", tokens, full, sdpa, "the same vs one SDPA forward without maps (the floor)"),
-        _row("trace_full_memory", tokens, memory(full), memory(like), "peak memory (MB) vs like-for-like eager", unit="MB"),
+        _row("trace_full_memory", tokens, memory(full), memory(careful), "peak MB vs eager at its most careful (fp16 maps kept layer by layer, each fp32 map freed)", unit="MB"),
+        _row("trace_full_memory_user", tokens, memory(full), memory(user), "peak MB vs eager output_attentions as a user calls it (all fp32 maps held)", unit="MB"),
         _row("trace_layer", tokens, measured["trace_layer"], sdpa, "one layer's maps vs SDPA forward, same logits"),
     ]  # fmt: skip
-    return rows
 
 
 def run(
@@ -388,43 +417,30 @@ def run(
     """All speed, memory and payload cases at ``sizes``; each row's baseline is measured in this same run."""
     rows: list[Row] = []
     for tokens in sizes:
-        rows.extend(_speed_rows(tokens, progress))
-    progress("attribution_attention")
+        rows.extend(_speed_rows(tokens, progress, 1 if quick else PAIRED_ROUNDS.get(tokens, 3)))
+    progress("attribution_attention and attribution_ablation in turns")
+    attribution = _run_worker("attribution", 0, 1 if quick else ATTRIBUTION_ROUNDS)
     rows.append(
         _row(
-            "attribution_attention", 0, _run_variant("attribution_attention", 0), _run_variant("attribution_ablation", 0),
-            "8 passages, same answer: one traced pass vs leave-one-out (9 passes)",
+            "attribution_attention", 0, Measurement(**attribution["attribution_attention"]),
+            Measurement(**attribution["attribution_ablation"]),
+            "8 passages, same answer: one traced pass vs leave-one-out (9 passes), in turns in one process",
         )
     )  # fmt: skip
-    progress("model_load_cached")
+    progress("model_load_cached and load_gguf, each in fresh processes")
+    from attnviz.models.loading import builtin_folder
+
+    builtin_folder(MODEL)  # converts once if needed, so every timed cached load is a cache hit
+    runs = 1 if quick else LOAD_RUNS
     rows.append(
         _row(
-            "model_load_cached",
-            0,
-            _run_variant("load_cached", 0),
-            _run_variant("load_gguf", 0),
-            "safetensors cache vs GGUF",
+            "model_load_cached", 0, _fresh_runs("load_cached", runs), _fresh_runs("load_gguf", runs),
+            "safetensors cache vs GGUF, each the first load in a fresh process",
         )
-    )
+    )  # fmt: skip
     if browser:
         rows.extend(_browser_rows(sizes, progress, quick))
     return rows
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    """A Markdown table of the rows (also what the README shows)."""
-    header = "| case | tokens | ours | baseline | ratio | ours peak MB | baseline peak MB | note |"
-    lines = [header, "|" + "---|" * 8]
-    for r in rows:
-        peak = lambda v: "" if v is None else f"{v:,.0f}"  # noqa: E731
-        amount = {"B": lambda v: f"{v / 1e6:.2f} MB", "MB": lambda v: f"{v:,.0f} MB"}.get(
-            r.unit, lambda v: f"{v:.3g} s"
-        )
-        lines.append(
-            f"| {r.case} | {r.tokens or ''} | {amount(r.ours)} | {amount(r.baseline)} | {r.ratio:.3f} "
-            f"| {peak(r.ours_peak_mb)} | {peak(r.baseline_peak_mb)} | {r.note} |"
-        )
-    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -448,12 +464,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    report = lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    started = time.monotonic()
+    report = lambda message: print(  # noqa: E731
+        f"[bench {time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True
+    )
     result: dict[str, object] = {"machine": machine(), "rows": []}
     if "speed" not in args.skip:
         rows = run(sizes, progress=report, browser="browser" not in args.skip, quick=args.quick)
         result["rows"] = [asdict(r) for r in rows]
-        print(format_table(rows))
+        print(format_table(rows) + "\n\n" + format_verdicts(rows))
     if "quality" not in args.skip:
         report("attribution quality on the shipped cases")
         quality = attribution_quality(MODEL, QUICK_QUALITY_CASES if args.quick else None)
@@ -464,23 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def format_report(result: dict[str, object]) -> str:
-    """The Markdown written next to the JSON: machine line, speed table, quality table."""
-    parts = [f"Machine: {result['machine']}; run on {time.strftime('%Y-%m-%d')}."]
-    if result["rows"]:
-        parts.append(format_table([Row(**row) for row in result["rows"]]))
-    if "attribution_quality" in result:
-        parts.append(format_quality(result["attribution_quality"]))
-    return "\n\n".join(parts) + "\n"
-
-
-def _worker(name: str, tokens: int) -> None:
-    result = _paired(tokens) if name == "paired" else asdict(_variant(name, tokens))
+def _worker(name: str, tokens: int, rounds: int) -> None:
+    """Print one worker's JSON: PAIRED timed in turns, attribution's two sides in turns, or one variant."""
+    if name == "paired":
+        result = _paired(tokens, rounds)
+    elif name == "attribution":
+        result = _attribution(rounds)
+    else:
+        result = asdict(_variant(name, tokens))
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        _worker(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         raise SystemExit(main())
