@@ -32,6 +32,7 @@ from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_ma
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.hooks import Site, Stack
+from attnviz.tracing.layer_inputs import LayerInputs, keep_inputs, trace_head
 from attnviz.tracing.trace import Messages, Trace, encode, stack_view, stacks_of, trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -221,11 +222,30 @@ def is_long(prompt: Prompt) -> bool:
     return token_count(prompt) > MAX_TOKENS
 
 
+@dataclass(frozen=True)
+class LongPrompt:
+    """A long prompt's summary and each layer's attention input (None: its heads take the full pass)."""
+
+    summary: Summary
+    inputs: LayerInputs | None
+
+
+@st.cache_resource(show_spinner=False, max_entries=2, ttl=3600)
+def long_prompt(prompt: Prompt) -> LongPrompt:
+    """The summary pass of a long prompt, keeping each layer's attention input in float16 (~100 MB at
+    3,000 SmolLM2 tokens) so that opening a head recomputes one layer instead of the whole pass."""
+    loaded = load(prompt.model)
+    text = None if prompt.chat else prompt.text
+    found, kept = keep_inputs(
+        loaded, lambda: summarise(loaded, text, messages=prompt.messages, target=prompt.target)
+    )
+    return LongPrompt(found, kept)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def summary(prompt: Prompt) -> Summary:
     """Every head's thumbnail and statistics of the main stack, reduced during one forward pass (KB, not GB)."""
-    text = None if prompt.chat else prompt.text
-    return summarise(load(prompt.model), text, messages=prompt.messages, target=prompt.target)
+    return long_prompt(prompt).summary
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -237,7 +257,11 @@ def summary_grid(prompt: Prompt) -> HeadGrid:
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=3600)
 def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
-    """One head's full map of a long prompt (268 MB at 8,192 tokens), its queries recorded in chunks."""
+    """One head's full map of a long prompt (268 MB at 8,192 tokens), its queries recorded in chunks:
+    from its layer's kept input alone where the summary pass kept one, else from a full pass."""
+    kept = long_prompt(prompt).inputs
+    if kept is not None:
+        return _freeze(trace_head(load(prompt.model), kept, layer, head))
     text = None if prompt.chat else prompt.text
     result = trace(
         load(prompt.model), text, messages=prompt.messages, target=prompt.target, layers=[layer], heads=[head],
