@@ -67,9 +67,32 @@ def test_encoder_decoders_keep_nothing_and_their_heads_take_the_full_pass(tiny, 
 def test_cache_opens_a_long_prompts_head_from_kept_inputs(tiny_model_dir) -> None:
     """ui.cache keeps the summary pass's inputs; the head it opens equals the same head of a full trace."""
     prompt = cache.Prompt(str(tiny_model_dir("llama")), TEXT)
-    kept = cache.long_prompt(prompt).inputs
+    kept = cache.first_view(prompt).inputs
     assert kept is not None and cache.summary(prompt).layers == kept.layers
     one = cache.head_trace(prompt, 1, 3)
     full = trace(cache.load(prompt.model), TEXT)
     np.testing.assert_allclose(one.attention[0, 0], full.attention[1, 3], atol=1e-5, rtol=0)
     assert not one.attention.flags.writeable  # shared between sessions
+
+
+def test_short_prompts_first_view_comes_from_reductions_and_equals_the_full_trace(tiny_model_dir) -> None:
+    """Explore's first view of a short prompt: grid and statistics from one summary pass (no full map kept),
+    each equal to those of the full trace; every head opened lazily equals the full trace's."""
+    prompt = cache.Prompt(str(tiny_model_dir("gemma2")), TEXT + " (first view)")
+    assert cache.summarised(prompt) and not cache.is_long(prompt)
+    full = trace(cache.load(prompt.model), prompt.text)
+    np.testing.assert_allclose(
+        cache.summary_grid(prompt).mosaic, cache.grid(prompt, "decoder").mosaic, atol=2e-3, equal_nan=True
+    )  # the full-trace grid reads Explore's float16 maps
+    lazy, expected = cache.summary(prompt).stats(), cache.statistics(prompt, "decoder")
+    for name in ("entropy", "distance", "first_token", "previous_token"):
+        np.testing.assert_allclose(getattr(lazy, name), getattr(expected, name), atol=2e-3)
+    for li, layer in enumerate(full.layers):
+        for hi, head in enumerate(full.heads):
+            one = cache.head_trace(prompt, layer, head)
+            np.testing.assert_allclose(one.attention[0, 0], full.attention[li, hi], atol=1e-5, rtol=0)
+
+
+def test_short_encoder_decoder_prompts_keep_the_full_trace(tiny_model_dir) -> None:
+    """A summary covers the main stack only; an encoder-decoder's first view shows three stacks."""
+    assert not cache.summarised(cache.Prompt(str(tiny_model_dir("t5")), TEXT, target="un deux"))
