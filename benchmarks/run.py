@@ -263,9 +263,9 @@ def _attribution(loaded: "LoadedModel", name: str) -> Measurement:  # noqa: F821
     return _timed(lambda: ablate_sources(loaded, prompt, answer, base), 1)
 
 
-def _run_worker(name: str, tokens: int) -> dict:
-    """Run a worker (a variant, or ``paired``) in a fresh subprocess so its peak memory is its own; its JSON."""
-    command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens)]
+def _run_worker(name: str, tokens: int, module: str = "benchmarks.run") -> dict:
+    """Run a worker (a variant, or ``paired``) of ``module`` in a fresh subprocess so its peak memory is its own; its JSON."""
+    command = [sys.executable, "-m", module, "--worker", name, str(tokens)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
@@ -388,6 +388,9 @@ def run(
     rows: list[Row] = []
     for tokens in sizes:
         rows.extend(_speed_rows(tokens, progress))
+    from benchmarks import lazy_heads  # imports this module: loaded late
+
+    rows.extend(lazy_heads.rows(sizes, progress, quick))
     progress("attribution_attention")
     rows.append(
         _row(

@@ -25,7 +25,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     rows = [Row(**row) for row in report["rows"]]
     per_size = {"trace_full", "trace_full_user", "trace_full_sdpa", "trace_full_memory", "trace_layer"}
-    assert {r.case for r in rows} == per_size | {"attribution_attention", "model_load_cached"}
+    per_size |= {"first_view_pass", "open_head"}
+    once = {"attribution_attention", "model_load_cached", "another_head", "first_view_bytes"}
+    assert {r.case for r in rows} == per_size | once
     assert {r.tokens for r in rows if r.case in per_size} == {32}
     memory = next(r for r in rows if r.case == "trace_full_memory")
     assert memory.unit == "MB" and memory.ours == pytest.approx(memory.ours_peak_mb, abs=0.06) and memory.baseline > 0
