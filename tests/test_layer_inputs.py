@@ -13,7 +13,7 @@ from ui import cache
 TEXT = "one two three four five six seven eight nine ten, one two three"
 
 
-def assert_heads_equal_full_trace(loaded, text: str, half: bool, atol: float, heads=None) -> None:  # noqa: ANN001
+def assert_heads_equal_full_trace(loaded, text: str, half: bool, atol: float, heads=None) -> None:
     summary, kept = keep_inputs(loaded, lambda: summarise(loaded, text), half=half)
     full = trace(loaded, text)
     assert kept is not None and kept.layers == full.layers == summary.layers
@@ -56,7 +56,9 @@ def test_float16_keeps_half_the_bytes_of_the_model_dtype(tiny) -> None:
 
 
 @pytest.mark.parametrize("family", ["bart", "t5"])
-def test_encoder_decoders_keep_nothing_and_their_heads_take_the_full_pass(tiny, tiny_model_dir, family) -> None:  # noqa: ANN001
+def test_encoder_decoders_keep_nothing_and_their_heads_take_the_full_pass(
+    tiny, tiny_model_dir, family
+) -> None:
     loaded = tiny(family)
     summary, kept = keep_inputs(loaded, lambda: summarise(loaded, TEXT, target="un deux"))
     assert kept is None and summary.n_tokens > 0

@@ -101,16 +101,24 @@ def attention_modules(loaded: LoadedModel) -> dict[int, nn.Module]:
     found: dict[str, tuple[int, nn.Module]] = {}
     for name, module in loaded.model.named_modules():
         site = hooks.site_of_name(name, loaded.kind == "encoder", False)
-        if type(module).__name__.endswith("Attention") and site is not None and site.stack == loaded.main_stack:
+        if (
+            type(module).__name__.endswith("Attention")
+            and site is not None
+            and site.stack == loaded.main_stack
+        ):
             found[name] = (site.layer, module)
     innermost = [found[name] for name in found if not any(other.startswith(name + ".") for other in found)]
     layers = [layer for layer, _ in innermost]
-    if len(set(layers)) != len(layers) or set(layers) != set(hooks.stack_layers(loaded.model)[loaded.main_stack]):
+    if len(set(layers)) != len(layers) or set(layers) != set(
+        hooks.stack_layers(loaded.model)[loaded.main_stack]
+    ):
         return {}
     return dict(innermost)
 
 
-def _kept(module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object], half: bool) -> LayerCall | None:
+def _kept(
+    module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object], half: bool
+) -> LayerCall | None:
     """What one attention call read, its hidden states narrowed to float16 when ``half`` and lossless in range."""
     positional = bool(args) and torch.is_tensor(args[0])
     hidden = args[0] if positional else kwargs.get("hidden_states")
@@ -125,7 +133,9 @@ def _kept(module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]
     return LayerCall(module, stored, hidden.dtype, positional, args[1:] if positional else args, others)
 
 
-def keep_inputs(loaded: LoadedModel, run: Callable[[], T], *, half: bool = True) -> tuple[T, LayerInputs | None]:
+def keep_inputs(
+    loaded: LoadedModel, run: Callable[[], T], *, half: bool = True
+) -> tuple[T, LayerInputs | None]:
     """``run()`` (one forward pass of one prompt, e.g. a summary) with every main-stack layer's attention
     input kept; None when the model's attention modules are not found or the pass was not one prompt.
 
@@ -148,7 +158,9 @@ def keep_inputs(loaded: LoadedModel, run: Callable[[], T], *, half: bool = True)
 
     with loaded.lock:
         handles = [loaded.model.register_forward_pre_hook(take_ids, with_kwargs=True)]
-        handles += [m.register_forward_pre_hook(taker(layer), with_kwargs=True) for layer, m in modules.items()]
+        handles += [
+            m.register_forward_pre_hook(taker(layer), with_kwargs=True) for layer, m in modules.items()
+        ]
         try:
             result = run()
         finally:
