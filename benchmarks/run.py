@@ -263,10 +263,10 @@ def _attribution(rounds: int) -> dict[str, dict]:
     return {name: asdict(m) for name, m in _in_turns(works, rounds).items()}
 
 
-def _run_worker(name: str, tokens: int, rounds: int = 1) -> dict:
-    """Run a worker (a variant, ``paired`` or ``attribution``) in a fresh subprocess, so its peak memory
-    is its own; its JSON."""
-    command = [sys.executable, "-m", "benchmarks.run", "--worker", name, str(tokens), str(rounds)]
+def _run_worker(name: str, tokens: int, rounds: int = 1, module: str = "benchmarks.run") -> dict:
+    """Run a worker (a variant, ``paired`` or ``attribution``) of ``module`` in a fresh subprocess, so its
+    peak memory is its own; its JSON."""
+    command = [sys.executable, "-m", module, "--worker", name, str(tokens), str(rounds)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
@@ -420,6 +420,9 @@ def run(
         rows.extend(_speed_rows(tokens, progress, 1 if quick else PAIRED_ROUNDS.get(tokens, 3)))
     progress("attribution_attention and attribution_ablation in turns")
     attribution = _run_worker("attribution", 0, 1 if quick else ATTRIBUTION_ROUNDS)
+    from benchmarks import lazy_heads  # imports this module: loaded late
+
+    rows.extend(lazy_heads.rows(sizes, progress, quick))
     rows.append(
         _row(
             "attribution_attention", 0, Measurement(**attribution["attribution_attention"]),

@@ -104,16 +104,19 @@ if not prompt_fits(prompt, key="prompt"):
     st.stop()
 try:
     long_prompt = cache.is_long(prompt_key)
-    if long_prompt:
-        if not tokens_fit(prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
-            st.stop()
-        with st.spinner("Summarising every head, layer by layer (a long prompt: minutes on a CPU)…"):
+    if long_prompt and not tokens_fit(prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
+        st.stop()
+    # The first view needs no full map: grid and statistics come from a summary of one forward pass.
+    summarised = cache.summarised(prompt_key)
+    if summarised:
+        wait = " (a long prompt: minutes on a CPU)" if long_prompt else ""
+        with st.spinner(f"Summarising every head, layer by layer{wait}…"):
             summary = cache.summary(prompt_key)
 except PromptError as problem:
     warning(str(problem))
     st.stop()
-if long_prompt:
-    # Long prompts: grid and statistics from the summary; only the chosen head is recorded in full.
+if summarised:
+    # Grid and statistics from the summary; only the chosen head is recorded in full.
     stacks, n_tokens = [summary.stack], summary.n_tokens
     layer_options, head_options = list(summary.layers), list(summary.heads)
 else:
@@ -128,7 +131,7 @@ stack = st.sidebar.radio(
     help="Encoder-decoders have three kinds: encoder self, decoder self, and decoder→encoder cross-attention.",
 )  # fmt: skip
 
-if not long_prompt:
+if not summarised:
     view = stack_view(trace, stack)
     layer_options, head_options = list(view.layers), list(trace.heads)
 
@@ -148,7 +151,7 @@ head = right.selectbox(
 )
 st.query_params.update({"stack": stack, "layer": str(layer), "head": str(head)})
 layer_index, head_index = layer_options.index(layer), head_options.index(head)
-if long_prompt:
+if summarised:
     with st.spinner(f"Recording layer {layer}, head {head} in full…"):
         view = stack_view(cache.head_trace(prompt_key, layer, head), stack)
     detail = view.attention[0, 0]
@@ -239,7 +242,7 @@ def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "wei
 
 if section == "Heads":
     with st.spinner("Drawing every head…"):
-        grid = cache.summary_grid(prompt_key) if long_prompt else cache.grid(prompt_key, stack)
+        grid = cache.summary_grid(prompt_key) if summarised else cache.grid(prompt_key, stack)
     st.plotly_chart(
         figures.head_grid_figure(grid, selected=(layer, head)), key="grid", on_select="rerun",
         selection_mode="points", config={"displayModeBar": False},
@@ -270,7 +273,7 @@ elif section == "Aggregates":
 
 elif section == "Head statistics":
     with st.spinner("Measuring every head…"):
-        head_stats = summary.stats() if long_prompt else cache.statistics(prompt_key, stack)
+        head_stats = summary.stats() if summarised else cache.statistics(prompt_key, stack)
         if stack == stacks[0]:  # induction is measured on the model's main self-attention stack
             head_stats = replace(head_stats, induction=cache.induction(model_name))
     table = pd.DataFrame(head_stats.rows())

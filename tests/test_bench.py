@@ -84,7 +84,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
         "trace_full", "trace_full_user", "trace_full_sdpa", "trace_full_memory", "trace_full_memory_user",
         "trace_layer",
     }  # fmt: skip
-    assert {r.case for r in rows} == per_size | {"attribution_attention", "model_load_cached"}
+    per_size |= {"first_view_pass", "open_head"}
+    once = {"attribution_attention", "model_load_cached", "another_head", "first_view_bytes"}
+    assert {r.case for r in rows} == per_size | once
     assert {r.tokens for r in rows if r.case in per_size} == {32}
     for case in ("trace_full_memory", "trace_full_memory_user"):
         memory = next(r for r in rows if r.case == case)

@@ -33,15 +33,17 @@ from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_ma
 from attnviz.models.loading import LoadedModel, model_name
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.inputs import Messages, encode
+from attnviz.tracing.layer_inputs import LayerInputs, keep_inputs, trace_head
 from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import Trace, trace
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-# Prompts up to MAX_TOKENS are traced in full (1,024 SmolLM2 tokens: 0.6 GB of float16 maps).
-# Longer ones, up to MAX_LONG_TOKENS (and the model's context), are summarised during the
-# forward pass: the grid and statistics come from a Summary and only the chosen head is
-# recorded in full. A teacher lowers ATTNVIZ_MAX_LONG_TOKENS on a shared server.
+# Explore's first view of any prompt is summarised during the forward pass (see first_view): the grid
+# and statistics come from a Summary and only the chosen head is recorded in full. Prompts up to
+# MAX_TOKENS can also be traced in full for the views that need every map (aggregates, bertviz; 1,024
+# SmolLM2 tokens: 0.6 GB of float16 maps); longer ones, up to MAX_LONG_TOKENS (and the model's context),
+# never are. A teacher lowers ATTNVIZ_MAX_LONG_TOKENS on a shared server.
 MAX_TOKENS = int(os.environ.get("ATTNVIZ_MAX_TOKENS", "1024"))
 MAX_LONG_TOKENS = max(MAX_TOKENS, int(os.environ.get("ATTNVIZ_MAX_LONG_TOKENS", "8192")))
 MAX_CHARS = int(os.environ.get("ATTNVIZ_MAX_CHARS", str(8 * MAX_LONG_TOKENS)))  # checked before tokenizing
@@ -217,23 +219,69 @@ def is_long(prompt: Prompt) -> bool:
     return token_count(prompt) > MAX_TOKENS
 
 
+def summarised(prompt: Prompt) -> bool:
+    """Whether Explore's first view comes from a summary (every prompt but an encoder-decoder's short
+    one, whose three stacks a summary of the main stack does not cover) rather than a full trace."""
+    return is_long(prompt) or load(prompt.model).kind != "encoder-decoder"
+
+
+@dataclass(frozen=True)
+class FirstView:
+    """A prompt's summary and each layer's attention input (None: its heads take the full pass)."""
+
+    summary: Summary
+    inputs: LayerInputs | None
+
+
+def _first_view(prompt: Prompt) -> FirstView:
+    """One forward pass that keeps no full map: the summary, and each layer's attention input in the model's
+    dtype (~207 MB at 3,000 SmolLM2 tokens, 71 MB at 1,024) so that opening a head recomputes one layer
+    exactly."""
+    loaded = load(prompt.model)
+    text = None if prompt.chat else prompt.text
+    found, kept = keep_inputs(
+        loaded, lambda: summarise(loaded, text, messages=prompt.messages, target=prompt.target)
+    )
+    return FirstView(found, kept)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2, ttl=3600)
+def _long_first_view(prompt: Prompt) -> FirstView:
+    """The first view of a prompt over MAX_TOKENS (up to 566 MB of layer inputs at 8,192 tokens: two kept)."""
+    return _first_view(prompt)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
+def _short_first_view(prompt: Prompt) -> FirstView:
+    """The first view of a prompt up to MAX_TOKENS (at most ~71 MB each at 1,024 tokens; a class's short prompts ~2 MB)."""
+    return _first_view(prompt)
+
+
+def first_view(prompt: Prompt) -> FirstView:
+    """What Explore's first screen shows of a summarised prompt (see :func:`summarised`), kept for every session."""
+    return _long_first_view(prompt) if is_long(prompt) else _short_first_view(prompt)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def summary(prompt: Prompt) -> Summary:
     """Every head's thumbnail and statistics of the main stack, reduced during one forward pass (KB, not GB)."""
-    text = None if prompt.chat else prompt.text
-    return summarise(load(prompt.model), text, messages=prompt.messages, target=prompt.target)
+    return first_view(prompt).summary
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def summary_grid(prompt: Prompt) -> HeadGrid:
-    """The head grid of a long prompt, from its summary's thumbnails."""
+    """The head grid of a summarised prompt, from its summary's thumbnails."""
     found = summary(prompt)
     return grid_of_thumbnails(found.thumbnails, found.layers, found.heads)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=3600)
 def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
-    """One head's full map of a long prompt (268 MB at 8,192 tokens), its queries recorded in chunks."""
+    """One head's full map of a summarised prompt (268 MB at 8,192 tokens), its queries recorded in chunks:
+    from its layer's kept input alone where the summary pass kept one, else from a full pass."""
+    kept = first_view(prompt).inputs
+    if kept is not None:
+        return _freeze(trace_head(load(prompt.model), kept, layer, head))
     text = None if prompt.chat else prompt.text
     result = trace(
         load(prompt.model), text, messages=prompt.messages, target=prompt.target, layers=[layer], heads=[head],
@@ -302,8 +350,8 @@ def aggregate(prompt: Prompt, stack: Stack, name: str, layer: int) -> np.ndarray
 @st.cache_data(show_spinner=False, max_entries=32)
 def ablation(prompt: Prompt, sites: tuple[tuple[Site, tuple[int, ...]], ...], k: int) -> AblationResult:
     """Top-k next tokens with and without the heads of ``sites`` switched off."""
-    # Ablation needs only the prompt's inputs: for a long prompt, one head's trace carries them.
-    traced = head_trace(prompt, 0, 0) if is_long(prompt) else prompt_trace(prompt)
+    # Ablation needs only the prompt's inputs: for a summarised prompt, one head's trace carries them.
+    traced = head_trace(prompt, 0, 0) if summarised(prompt) else prompt_trace(prompt)
     return ablate_heads(load(prompt.model), traced, dict(sites), k)
 
 

@@ -40,7 +40,12 @@ def warm_up(name: str) -> None:
     from ui import cache
 
     prompt = cache.Prompt(name, WARM_UP_TEXT)
-    figures.head_grid_figure(cache.grid(prompt, stacks_of(cache.prompt_trace(prompt))[0]))
+    if cache.summarised(prompt):
+        grid = cache.summary_grid(prompt)
+        cache.head_trace(prompt, 0, 0)  # the head the first view opens
+    else:
+        grid = cache.grid(prompt, stacks_of(cache.prompt_trace(prompt))[0])
+    figures.head_grid_figure(grid)
 
 
 def preload() -> None:

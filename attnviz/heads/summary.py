@@ -52,6 +52,11 @@ class Summary:
     def n_tokens(self) -> int:
         return len(self.tokens)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (as :meth:`arrays` gives them): what a cache keeps of it."""
+        return sum(array.nbytes for array in self.arrays().values())
+
     def stats(self) -> HeadStats:
         """The statistics as :class:`attnviz.heads.stats.HeadStats` (what the statistics view shows)."""
         columns = {name: self.head_stats[..., i] for i, name in enumerate(self.head_stat_names)}

@@ -7,7 +7,7 @@ and return one :class:`Trace` per prompt, cropped to its real (unpadded) tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,10 +78,12 @@ def record(
     last_logits_only: bool = False,
     chunk_bytes: int | None = None,
     thumbnails: bool = False,
+    run: Callable[[Hooks], object] | None = None,
 ) -> tuple[ModelOutput, Recording]:
     """Run ``loaded.model(**inputs)`` once, keeping the chosen layers' and heads' weights.
 
-    Each chunk of queries' weights is copied straight into one preallocated host buffer per
+    ``run`` replaces that forward pass (it applies the hooks it is given): e.g. one layer's attention
+    recomputed from its kept input (:mod:`attnviz.tracing.layer_inputs`). Each chunk of queries' weights is copied straight into one preallocated host buffer per
     stack (cast to ``dtype`` on the way), so neither a second copy of the whole tensor nor a
     full score matrix of a layer (``chunk_bytes``, default :func:`chunk_bytes_for`) is ever made.
     """
@@ -118,7 +120,7 @@ def record(
         record=keep, layers=layer_set, ablate=ablate or {}, mask=mask,
         chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, inputs),
     )  # fmt: skip
-    outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only)
+    outputs = forward(loaded, inputs, active, last_logits_only=last_logits_only) if run is None else run(active)
     recorded_layers: dict[Stack, tuple[int, ...]] = {}
     weights: dict[Stack, np.ndarray] = {}
     for stack, buffer in buffers.items():
