@@ -62,11 +62,14 @@ def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | No
                     )  # fmt: skip
                 shared.put(request, result)
         except PromptError as problem:
-            status.update(label="Nothing to attribute", state="error")
-            warning(str(problem))
-            return None
-        status.update(label=f"Done in {sum(result.seconds.values()):.1f} s", state="complete", expanded=False)
-    return result
+            bar.empty()
+            status.update(label="Nothing to attribute", state="error", expanded=False)
+            refused = str(problem)
+        else:
+            status.update(label=f"Done in {sum(result.seconds.values()):.1f} s", state="complete", expanded=False)
+            return result
+    warning(refused)  # below the collapsed status, where it is read at once
+    return None
 
 
 def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:

@@ -103,6 +103,9 @@ def test_bad_input_gets_one_clear_message(tiny_model_dir) -> None:
     at.text_input(key="sources_question").set_value("q" * 100_000)
     answer(at)
     assert len(at.warning) == 1 and f"at most {MAX_PROMPT_CHARS:,} are accepted" in at.warning[0].value
+    refused = at.status[0]  # collapsed by the browser: the reason must be outside it, read at once
+    assert refused.label == "Nothing to attribute" and refused.state == "error"
+    assert not refused.warning and not refused.get("progress")
     at.text_input(key="sources_question").set_value("Who?")
     for index in range(5):
         at.text_area(key=f"sources_passage_{index}").set_value(" \n ")
