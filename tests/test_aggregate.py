@@ -36,6 +36,35 @@ def test_rollout_multiplies_residual_mixed_layers() -> None:
     assert result[1, 0] == pytest.approx(0.25 * 1 + 0.75 * 0.5)
 
 
+def causal_rows(n: int, seed: int) -> np.ndarray:
+    """A random causal attention map [n, n] that never reads the first token after query 0."""
+    weights = np.tril(np.random.default_rng(seed).random((n, n))) + np.eye(n)
+    weights[1:, 0] = 0.0
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def test_rollout_without_sink_sees_through_a_sink() -> None:
+    """Heads that park 90% of their weight on token 0 over a real pattern B: plain rollout gives ~1.0 to token 0
+    for late queries; without the sink it is the rollout of B itself."""
+    n, sink = 6, np.zeros((6, 6))
+    sink[:, 0] = 1.0
+    patterns = np.stack([np.stack([causal_rows(n, 2 * layer), causal_rows(n, 2 * layer + 1)]) for layer in range(4)])
+    with_sink = 0.9 * sink + 0.1 * patterns
+    plain = aggregate.rollout(with_sink)
+    assert plain[-1, 0] > 0.8 and aggregate.sink_share(plain) > 0.8  # what the page showed: all on token 0
+    seen = aggregate.rollout(with_sink, sink=False)
+    np.testing.assert_allclose(seen, aggregate.rollout(patterns), atol=1e-6)
+    np.testing.assert_allclose(seen.sum(-1), 1.0, atol=1e-6)
+    assert (seen[1:, 0] == 0).all() and seen[-1, 1:].max() > 0.1 and aggregate.sink_share(seen) == 0.0
+
+
+def test_without_sink_keeps_the_first_row_and_renormalises_the_others() -> None:
+    attention = np.array([[1.0, 0.0, 0.0], [0.8, 0.2, 0.0], [0.6, 0.1, 0.3]])
+    np.testing.assert_allclose(
+        aggregate.without_sink(attention), [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.25, 0.75]], atol=1e-6
+    )
+
+
 def test_head_output_norms_slice_the_projection_per_head() -> None:
     projection = nn.Linear(4, 3, bias=False)
     with torch.no_grad():
