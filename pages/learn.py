@@ -61,6 +61,7 @@ def go_to(index: int) -> None:
     """Move to step ``index`` and hide the next softmax again (predict, then reveal)."""
     st.session_state.learn_step = index
     st.session_state.learn_revealed = False
+    st.session_state.pop("learn_guess", None)  # a new question starts without a guess
 
 
 def predict_then_reveal(walk: Walkthrough, head: int) -> bool:
@@ -79,6 +80,8 @@ def predict_then_reveal(walk: Walkthrough, head: int) -> bool:
     st.selectbox(
         "Your prediction",
         allowed,
+        index=None,
+        placeholder="Pick a token",
         key="learn_guess",
         format_func=lambda j: f"{j}: {visible_text(walk.tokens[j])}",
         help="Pick a token, then reveal the softmax to see if you were right.",
@@ -97,9 +100,15 @@ def reveal_answer(walk: Walkthrough, head: int) -> None:
     row = walk.weights[head, query]
     best = int(row.argmax())
     guess = st.session_state.get("learn_guess")
-    verdict = (
-        "" if guess is None else (" Your guess was right!" if guess == best else f" Your guess was {guess}.")
-    )
+    if guess is None:
+        verdict = ""  # nobody guessed: nothing to judge
+    elif guess == best:
+        verdict = " Your guess was right!"
+    else:
+        verdict = (
+            f" Your guess, token {guess} ({visible_text(walk.tokens[guess])}), was wrong: "
+            f"it got weight {row[guess]:.2f}."
+        )
     st.success(
         plain(
             f"Token {query} attends most to token {best} ({visible_text(walk.tokens[best])}) "
