@@ -170,7 +170,8 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
     if loaded.kind == "decoder" and stats.future:
         st.error(
             f"**This decoder now sees the future.** The mask lets tokens attend to {stats.future:,} later "
-            f"position{'' if stats.future == 1 else 's'}, and {result.future_attention:.1%} of the model's attention goes there. It was trained "
+            f"position{'' if stats.future == 1 else 's'}, and {result.future_attention:.1%} of the model's "
+            "attention goes there. It was trained "
             "never to see what comes next, so every next-token prediction on the prompt is no longer a real "
             "prediction — and the outputs below change.",
             icon="🔮",

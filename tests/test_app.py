@@ -62,7 +62,7 @@ def test_the_server_loads_its_models_before_any_page_asks(
 
 
 def test_the_served_app_runs_without_a_file_watcher() -> None:
-    """``streamlit run app.py`` reads .streamlit/config.toml: no watcher, so no "Inotify queue overflowed" log flood."""
+    """``streamlit run app.py`` reads .streamlit/config.toml: no watcher, no "Inotify queue overflowed" flood."""
     check = "from streamlit import config; config.get_config_options(force_reparse=True); "
     check += "print(config.get_option('server.fileWatcherType'))"
     out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True)

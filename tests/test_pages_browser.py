@@ -29,6 +29,8 @@ PAGES = {
     "explore_minilm": ("explore", {"model": "minilm-l6"}),
     "explore_head_statistics": ("explore", {"view": "Head statistics"}),
     "explore_ablation": ("explore", {"view": "Ablation", "layer": "3", "head": "1"}),
+    "explore_rollout": ("explore", {"view": "Aggregates", "aggregate": "rollout", "aggregate_sink": "1"}),
+    "explore_rollout_without_sink": ("explore", {"view": "Aggregates", "aggregate": "rollout without sink"}),
     "masks": ("masks", {}),
     "masks_model": ("masks", {}),
     "masks_cells": ("masks", {}),

@@ -108,7 +108,7 @@ def _always(_: object) -> bool:
 def url_state(
     key: str, default: T, parse: Callable[[str], T] = str, valid: Callable[[T], bool] = _always
 ) -> T:
-    """Initialise widget ``key`` from the URL once: ``parse`` of its parameter when that is ``valid``, else ``default``.
+    """Initialise widget ``key`` from the URL once: its parameter ``parse``d when ``valid``, else ``default``.
 
     Pair it with :func:`to_url` after the widget, so every setting that changes what is drawn is in a
     shared link. ``valid`` rejects values the widget would refuse (an option that no longer exists).

@@ -35,7 +35,9 @@ class AblationResult:
     intact_probs: np.ndarray
 
 
-def last_logits(loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None) -> torch.Tensor:
+def last_logits(
+    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None
+) -> torch.Tensor:
     """The logits [vocab] after the traced prompt, with ``ablate`` heads zeroed."""
     outputs, _ = record(loaded, trace_inputs(loaded, trace), layers=(), ablate=ablate)
     logits = getattr(outputs, "logits", None)

@@ -4,7 +4,7 @@
 - :func:`rollout`: Abnar & Zuidema (2020): each layer's head-mean plus the residual
   (0.5·A + 0.5·I, rows renormalised), multiplied through the layers, so entry (q, k)
   estimates how much token k's input flows into position q's output; optionally
-  :func:`without_sink`, since an attention sink makes plain rollout ≈ 1.0 on the first token.
+  renormalised :func:`without_sink`, since an attention sink makes plain rollout ≈ 1.0 on the first token.
 - :func:`value_norms` / :func:`norm_weighted`: Kobayashi et al. (2020), "Attention is
   not only a weight": weight α_qk times ‖f_h(x_k)‖, the norm of token k's value vector
   after the head's slice of the output projection, i.e. the size of what is really mixed in.
@@ -41,7 +41,7 @@ def model_mean(attention: np.ndarray) -> np.ndarray:
 
 
 def without_sink(attention: np.ndarray) -> np.ndarray:
-    """[..., n, n] attention with the first key's column removed for every query after the first, rows renormalised.
+    """[..., n, n] attention without the first key's column for every query after the first, rows renormalised.
 
     The first token is an "attention sink" in many models: heads with nothing to read park their
     weight there, so it says little about which tokens are read. Query 0 keeps its row (in a causal
@@ -61,18 +61,19 @@ def sink_share(flow: np.ndarray) -> float:
 def rollout(attention: np.ndarray, residual: float = 0.5, sink: bool = True) -> np.ndarray:
     """Attention rollout through all layers of a square stack: [layers, heads, n, n] -> [n, n].
 
-    With ``sink=False`` each layer's head mean is taken :func:`without_sink` first, so the flow among
-    the other tokens shows instead of weight near 1.0 on the first token for every query.
+    With ``sink=False`` the result is taken :func:`without_sink`: how the flow that does not end on
+    the first token divides among the others, instead of weight near 1.0 on the first token for every
+    query. (Removing the sink inside every layer instead only moves it: on SmolLM2 the second token
+    then takes 0.98 of the last query's flow; renormalising at the end gives it 0.34.)
     """
     n = attention.shape[-1]
     identity = np.eye(n, dtype=np.float32)
     flow = identity
     for layer in range(attention.shape[0]):
-        mean = np.asarray(attention[layer], dtype=np.float32).mean(0)
-        mixed = (1 - residual) * (mean if sink else without_sink(mean)) + residual * identity
+        mixed = (1 - residual) * np.asarray(attention[layer], dtype=np.float32).mean(0) + residual * identity
         mixed /= mixed.sum(-1, keepdims=True)
         flow = mixed @ flow
-    return flow
+    return flow if sink else without_sink(flow)
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,8 @@ AGGREGATES = {
     "layer mean": "Mean over the heads of the chosen layer.",
     "model mean": "Mean over every layer and head.",
     "rollout": "Attention rollout (Abnar & Zuidema 2020): head means plus residual, multiplied through the layers.",
-    "rollout without sink": "Rollout with the first token's column taken out of every layer's head mean (each "
-    "query's row renormalised over the other tokens) before multiplying: the flow among the other tokens.",
+    "rollout without sink": "Rollout with the first token's column removed and each query's row renormalised "
+    "over the other tokens: how the flow that does not end on the attention sink divides among them.",
     "value-norm weighted": "Mean over the chosen layer's heads of α·‖f(x)‖ (Kobayashi et al. 2020).",
 }
 

@@ -345,11 +345,12 @@ def scale_step(walk: Walkthrough, head: int, d: int, scaled_note: str) -> Step:
     """The scaling step, which says so when scaling is off instead of praising a ×1 that changes nothing."""
     t = walk.tokens
     if walk.scale == 1.0:
-        tempered = f" They are only divided by the temperature {walk.temperature:g}." if walk.temperature != 1 else ""
+        tempered = walk.temperature != 1
         return Step("scale", "Scaling is off",
-                    f"The scores are not multiplied by 1/√d_k (here d_k = {d}): they keep growing with √d_k, "
-                    f"which pushes softmax towards one winner.{tempered}",
-                    (Matrix("unscaled scores" if not tempered else "scores ÷ temperature", walk.scaled[head], t, t),))  # fmt: skip
+                    f"The scores are not multiplied by 1/√d_k (here d_k = {d}): they keep growing with "
+                    "√d_k, which pushes softmax towards one winner."
+                    + (f" They are only divided by the temperature {walk.temperature:g}." if tempered else ""),
+                    (Matrix("scores ÷ temperature" if tempered else "unscaled scores", walk.scaled[head], t, t),))  # fmt: skip
     return Step("scale", "Scale by 1/√d_k",
                 f"Scores grow with √d_k (here d_k = {d}), which would push softmax to one winner; "
                 f"multiplying {scaled_note} keeps them moderate.",

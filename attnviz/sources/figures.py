@@ -62,9 +62,15 @@ def highlighted_sources(
     for number, passage in enumerate(passages):
         mine = [i for i, s in enumerate(sources) if s.passage == number]
         whole = len(mine) == 1 and (sources[mine[0]].start, sources[mine[0]].end) == (0, len(passage))
-        segments = [(sources[i].start, sources[i].end, float(scores[i]), "" if whole else labels[i]) for i in mine]
+        segments = [
+            (sources[i].start, sources[i].end, float(scores[i]), "" if whole else labels[i]) for i in mine
+        ]
         named = html_text(labels[mine[0]]) if whole else f"[{number + 1}]"
-        each = [f"score {float(scores[mine[0]]):+.3f}"] if whole else [f"{labels[i]} {float(scores[i]):+.3f}" for i in mine]
+        each = (
+            [f"score {float(scores[mine[0]]):+.3f}"]
+            if whole
+            else [f"{labels[i]} {float(scores[i]):+.3f}" for i in mine]
+        )
         header = f"<b>{named}</b> <small>{html_text(' · '.join(each))}</small>"
         blocks.append(_block(header, passage, segments, colour, top))
     return "".join(blocks)
