@@ -80,6 +80,8 @@ def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None
     if calibrated:
         assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 3800})
+    # Every method's bar and heatmap drawn, so the screenshot shows the figures, not their placeholders.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
     page.wait_for_timeout(1500)
     screenshot(page, "sources_sentences")
     assert_nothing_left_localhost(page)
