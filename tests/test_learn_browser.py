@@ -71,21 +71,26 @@ def content_bottom(page) -> float:  # noqa: ANN001 - playwright Page
     )
 
 
-def test_presenter_mode_fits_every_step_on_a_projector(page, app_url: str) -> None:
-    """At 1280×720, every step of the toy walkthrough (the softmax revealed) fits without scrolling."""
+@pytest.mark.parametrize("source", ["Toy (6 numbers per token)", "Loaded model's first layer"])
+def test_presenter_mode_fits_every_step_on_a_projector(page, app_url: str, source: str) -> None:
+    """At 1280×720, every step of the walkthrough (the softmax revealed) fits without scrolling."""
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(app_url)
     wait_idle(page)
     page.goto(f"{app_url}/learn")
     wait_idle(page)
-    page.get_by_text("Step 1 of 9").wait_for()
+    page.get_by_text("Step 1 of").first.wait_for()
+    page.get_by_label("Numbers from", exact=True).first.click()
+    page.get_by_role("option", name=source, exact=True).click()
+    wait_idle(page)
     page.get_by_text("Presenter mode").click()
     wait_idle(page)
+    total = int(page.get_by_text("Step 1 of").first.inner_text().split(" of ")[1].split(":")[0])
     bottoms = {}
-    for step in range(1, 10):
+    for step in range(1, total + 1):
         if step > 1:
             page.get_by_role("button", name="Next ▶").click()
-            page.get_by_text(f"Step {step} of 9").wait_for()
+            page.get_by_text(f"Step {step} of {total}").wait_for()
             wait_idle(page)
         if page.get_by_role("button", name="Reveal the softmax").count():
             page.get_by_role("button", name="Reveal the softmax").click()
@@ -93,5 +98,5 @@ def test_presenter_mode_fits_every_step_on_a_projector(page, app_url: str) -> No
             wait_idle(page)
         page.wait_for_timeout(500)
         bottoms[step] = content_bottom(page)
-        screenshot(page, f"learn_presenter_step{step}_720")
+        screenshot(page, f"learn_presenter_{source.split()[0].lower()}_step{step}_720")
     assert all(bottom <= 720 for bottom in bottoms.values()), str(bottoms)
