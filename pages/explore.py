@@ -7,9 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from attnviz.heads.ablation import NoPredictionError
-from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError
+from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError, sink_share
 from attnviz.heads.stats import STATISTICS
 from attnviz.hooks import Site
 from attnviz.tracing.inputs import PromptError
@@ -20,6 +21,7 @@ from ui import cache
 from ui.navigation import start_page
 from ui.widgets import (
     URL_MAX_CHARS,
+    flag,
     from_url,
     get_model,
     int_from_url,
@@ -27,7 +29,9 @@ from ui.widgets import (
     plain,
     prompt_fits,
     run_trace,
+    to_url,
     tokens_fit,
+    url_state,
     warning,
 )
 
@@ -39,6 +43,7 @@ WINDOW = 256  # tokens of the detail heatmap shown at full resolution
 DETAIL = 64  # tokens the query and key windows of a long prompt start with: few enough to label each
 SECTIONS = ["Heads", "Aggregates", "Head statistics", "Ablation"]
 COLORSCALES = ["Viridis", "Blues", "Magma", "Cividis", "Greys"]
+SINK_NOTE = 0.5  # explain the attention sink when the first token holds more of the rollout than this
 
 
 def ablation_table(changes: tuple[RankChange, ...], intact: bool) -> pd.DataFrame:
@@ -56,6 +61,16 @@ def ablation_table(changes: tuple[RankChange, ...], intact: bool) -> pd.DataFram
         table["probability intact"] = [c.other_probability for c in changes]
         table["change"] = [c.mark for c in changes]
     return table
+
+
+def heads_text(heads: list[tuple[int, int]]) -> str:
+    """Heads for the URL: "3.1,5.2" is layer 3 head 1 and layer 5 head 2."""
+    return ",".join(f"{layer}.{head}" for layer, head in heads)
+
+
+def heads_from_text(text: str) -> list[tuple[int, int]]:
+    """The heads of :func:`heads_text`'s form ("" is none)."""
+    return [(int(layer), int(head)) for layer, head in (pair.split(".") for pair in text.split(",") if pair)]
 
 
 PROBABILITY_COLUMNS = {
@@ -178,33 +193,50 @@ section = (
 st.query_params["view"] = section
 
 
+def url_toggle(column: DeltaGenerator, label: str, key: str, help: str) -> bool:
+    """A toggle (off by default) kept in the URL as 1 or 0."""
+    url_state(key, False, flag)
+    on = column.toggle(label, key=key, help=help)
+    to_url(key, "1" if on else "0", "0")
+    return on
+
+
 def heatmap_controls(prefix: str) -> tuple[str, bool, bool]:
-    """Colour scale, log scale and sink hiding for the heatmaps of one view."""
+    """Colour scale, log scale and sink hiding for the heatmaps of one view, each kept in the URL."""
     columns = st.columns(3)
+    url_state(f"{prefix}_colors", COLORSCALES[0], valid=COLORSCALES.__contains__)
     colorscale = columns[0].selectbox(
         "Colour scale", COLORSCALES, key=f"{prefix}_colors", help="Heatmap colours."
     )
-    log_scale = columns[1].toggle(
-        "Log scale",
-        key=f"{prefix}_log",
-        help="Colour by log10 of the weight, so small weights become visible.",
+    to_url(f"{prefix}_colors", colorscale, COLORSCALES[0])
+    log_scale = url_toggle(
+        columns[1], "Log scale", f"{prefix}_log", "Colour by log10 of the weight, so small weights become visible."
     )
-    hide_sink = columns[2].toggle(
-        "Hide first token", key=f"{prefix}_sink",
-        help="The first token often soaks up most attention (an 'attention sink'); hide its column.",
+    hide_sink = url_toggle(
+        columns[2], "Hide first token", f"{prefix}_sink",
+        "The first token often soaks up most attention (an 'attention sink'); hide its column.",
     )  # fmt: skip
     return colorscale, log_scale, hide_sink
 
 
+def window_from_text(text: str) -> tuple[int, int]:
+    """A window written in the URL as "start-stop"."""
+    start, stop = text.split("-")
+    return int(start), int(stop)
+
+
 def token_window(label: str, n: int, prefix: str, default: tuple[int, int]) -> tuple[int, int]:
-    """A [start, stop) window over ``n`` tokens, shown as a slider only when ``n`` exceeds WINDOW."""
+    """A [start, stop) window over ``n`` tokens, shown as a slider (kept in the URL) only when ``n`` exceeds WINDOW."""
     if n <= WINDOW:
         return 0, n
+    key = f"{prefix}_{label.split()[0].lower()}_window"
+    url_state(key, default, window_from_text, valid=lambda w: 0 <= w[0] <= w[1] <= n)
     start, stop = st.slider(
-        label, 0, n, default, key=f"{prefix}_{label.split()[0].lower()}_window",
+        label, 0, n, key=key,
         help=f"Tokens shown one by one, with labels and hover; a window wider than {WINDOW} tokens is "
         "block-averaged so the browser stays fast.",
     )  # fmt: skip
+    to_url(key, f"{start}-{stop}", f"{default[0]}-{default[1]}")
     return start, max(stop, start + 1)
 
 
@@ -254,10 +286,12 @@ if section == "Heads":
     draw_map(detail, f"Layer {layer}, head {head}", "head")
 
 elif section == "Aggregates":
+    url_state("aggregate", next(iter(AGGREGATES)), valid=AGGREGATES.__contains__)
     name = st.radio(
         "Aggregate", list(AGGREGATES), horizontal=True, key="aggregate",
         help="\n".join(f"- **{key}**: {about}" for key, about in AGGREGATES.items()),
     )  # fmt: skip
+    to_url("aggregate", name, next(iter(AGGREGATES)))
     st.caption(
         AGGREGATES[name]
         + (f" Layer {layer} (sidebar)." if name in ("layer mean", "value-norm weighted") else "")
@@ -268,6 +302,14 @@ elif section == "Aggregates":
     except UnsupportedModelError as error:
         st.warning(str(error), icon="🧭")
     else:
+        if name == "rollout" and sink_share(matrix) > SINK_NOTE:
+            st.info(
+                f"The first token gets {sink_share(matrix):.0%} of an average query's rollout: it is an "
+                "**attention sink**. Heads with nothing to read park their weight on it, and multiplying "
+                "through the layers compounds that, so every other token is left near zero (hiding its column "
+                "does not change that). Choose **rollout without sink** to see how the other tokens mix.",
+                icon="🕳️",
+            )
         value_name = "α·‖f(x)‖" if name == "value-norm weighted" else "weight"
         draw_map(matrix, f"{name.capitalize()} ({STACK_LABELS[stack]})", "aggregate", value_name)
 
@@ -277,10 +319,13 @@ elif section == "Head statistics":
         if stack == stacks[0]:  # induction is measured on the model's main self-attention stack
             head_stats = replace(head_stats, induction=cache.induction(model_name))
     table = pd.DataFrame(head_stats.rows())
+    measured = [s for s in STATISTICS if s in table]
+    url_state("statistic", measured[0], valid=measured.__contains__)
     statistic = st.selectbox(
-        "Statistic", [s for s in STATISTICS if s in table], key="statistic",
+        "Statistic", measured, key="statistic",
         format_func=lambda s: s.replace("_", " "), help="Which statistic the layer × head map shows.",
     )  # fmt: skip
+    to_url("statistic", statistic, measured[0])
     st.caption(STATISTICS[statistic])
     best = table.loc[table[statistic].idxmax()]
 
@@ -320,12 +365,15 @@ elif section == "Head statistics":
 
 else:
     options = [(la, he) for la in layer_options for he in head_options]
+    url_state("ablate", [(layer, head)], heads_from_text, valid=lambda heads: set(heads) <= set(options))
     chosen = st.multiselect(
-        "Heads to switch off", options, default=[(layer, head)], key="ablate",
-        format_func=lambda lh: f"L{lh[0]}.H{lh[1]}",
+        "Heads to switch off", options, key="ablate", format_func=lambda lh: f"L{lh[0]}.H{lh[1]}",
         help=f"Zero these heads' weights ({STACK_LABELS[stack]}) and compare the next-token prediction.",
     )  # fmt: skip
-    k = st.slider("Top-k tokens", 3, 20, 10, key="top_k", help="How many most likely next tokens to list.")
+    to_url("ablate", heads_text(chosen), heads_text([(layer, head)]))
+    url_state("top_k", 10, int, valid=lambda k: 3 <= k <= 20)
+    k = st.slider("Top-k tokens", 3, 20, key="top_k", help="How many most likely next tokens to list.")
+    to_url("top_k", str(k), "10")
     by_layer: dict[int, list[int]] = {}
     for la, he in chosen:
         by_layer.setdefault(la, []).append(he)
@@ -344,6 +392,7 @@ else:
         )  # fmt: skip
         after.subheader(f"Without {len(chosen)} head(s)" if chosen else "Nothing switched off")
         after.dataframe(
-            ablation_table(rank_changes(result.intervened, result.baseline), intact=False), hide_index=True,
+            ablation_table(rank_changes(result.intervened, result.baseline, result.intact_probs), intact=False),
+            hide_index=True,
             key="ablated_table", column_config=PROBABILITY_COLUMNS,
         )  # fmt: skip

@@ -61,6 +61,7 @@ def go_to(index: int) -> None:
     """Move to step ``index`` and hide the next softmax again (predict, then reveal)."""
     st.session_state.learn_step = index
     st.session_state.learn_revealed = False
+    st.session_state.pop("learn_guess", None)  # a new question starts without a guess
 
 
 def predict_then_reveal(walk: Walkthrough, head: int) -> bool:
@@ -79,6 +80,8 @@ def predict_then_reveal(walk: Walkthrough, head: int) -> bool:
     st.selectbox(
         "Your prediction",
         allowed,
+        index=None,
+        placeholder="Pick a token",
         key="learn_guess",
         format_func=lambda j: f"{j}: {visible_text(walk.tokens[j])}",
         help="Pick a token, then reveal the softmax to see if you were right.",
@@ -97,9 +100,15 @@ def reveal_answer(walk: Walkthrough, head: int) -> None:
     row = walk.weights[head, query]
     best = int(row.argmax())
     guess = st.session_state.get("learn_guess")
-    verdict = (
-        "" if guess is None else (" Your guess was right!" if guess == best else f" Your guess was {guess}.")
-    )
+    if guess is None:
+        verdict = ""  # nobody guessed: nothing to judge
+    elif guess == best:
+        verdict = " Your guess was right!"
+    else:
+        verdict = (
+            f" Your guess, token {guess} ({visible_text(walk.tokens[guess])}), was wrong: "
+            f"it got weight {row[guess]:.2f}."
+        )
     st.success(
         plain(
             f"Token {query} attends most to token {best} ({visible_text(walk.tokens[best])}) "
@@ -329,43 +338,46 @@ if presenter:
     st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
 else:
     st.title("Learn: attention step by step")
-sentence_col, source_col = st.columns([3, 2])
-sentence = sentence_col.text_input(
-    "Sentence",
-    DEFAULT_SENTENCE,
-    max_chars=MAX_CHARS,
-    key="learn_sentence",
-    help=f"Short: the toy takes {MAX_TOY_WORDS} words, the model {MAX_MODEL_TOKENS} tokens.",
-).strip()
-source = source_col.selectbox(
-    "Numbers from",
-    SOURCES,
-    key="learn_source",
-    help="The toy has small readable numbers; the model shows its real first layer.",
-)
-mask_col, scale_col, temp_col, head_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
-mask = mask_col.selectbox(
-    "Mask",
-    MASK_CHOICES,
-    index=1,
-    key="learn_mask",
-    help="Which keys each query may read: padding adds two [pad] tokens nobody reads.",
-)
-scaled = scale_col.toggle(
-    "Scale by 1/√d_k",
-    True,
-    key="learn_scaled",
-    help="Turn off to see softmax saturate: one key takes almost all the weight.",
-)
-temperature = temp_col.slider(
-    "Temperature",
-    0.25,
-    4.0,
-    1.0,
-    0.25,
-    key="learn_temperature",
-    help="Scores are divided by it: low sharpens softmax, high flattens it.",
-)
+# On a projector the settings fold away, so each step fits 1280×720 without scrolling.
+settings = st.expander("Sentence and settings", expanded=False) if presenter else st.container()
+with settings:
+    sentence_col, source_col = st.columns([3, 2])
+    sentence = sentence_col.text_input(
+        "Sentence",
+        DEFAULT_SENTENCE,
+        max_chars=MAX_CHARS,
+        key="learn_sentence",
+        help=f"Short: the toy takes {MAX_TOY_WORDS} words, the model {MAX_MODEL_TOKENS} tokens.",
+    ).strip()
+    source = source_col.selectbox(
+        "Numbers from",
+        SOURCES,
+        key="learn_source",
+        help="The toy has small readable numbers; the model shows its real first layer.",
+    )
+    mask_col, scale_col, temp_col, head_col = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+    mask = mask_col.selectbox(
+        "Mask",
+        MASK_CHOICES,
+        index=1,
+        key="learn_mask",
+        help="Which keys each query may read: padding adds two [pad] tokens nobody reads.",
+    )
+    scaled = scale_col.toggle(
+        "Scale by 1/√d_k",
+        True,
+        key="learn_scaled",
+        help="Turn off to see softmax saturate: one key takes almost all the weight.",
+    )
+    temperature = temp_col.slider(
+        "Temperature",
+        0.25,
+        4.0,
+        1.0,
+        0.25,
+        key="learn_temperature",
+        help="Scores are divided by it: low sharpens softmax, high flattens it.",
+    )
 if not sentence:
     error("The sentence is empty: type a few words.")
     st.stop()

@@ -25,6 +25,7 @@ DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is"
 SHORT_PROMPT = "Hello there!"
 DEFAULT_TARGET = "La capitale"
 MAX_CELL_TOKENS = 24
+EDITOR_ROW_PX = 35  # Streamlit's data editor row height: header plus n rows fit without inner scrolling
 MASK_TYPES = (
     "Causal", "Bidirectional", "Sliding window", "Strided (sparse)", "Prefix-LM", "Block-diagonal",
     "Custom rule", "Custom cells",
@@ -112,9 +113,16 @@ def build_mask(kind: str, ids: tuple[int, ...], tokens: tuple[str, ...]) -> np.n
         return None
     st.caption("Tick the keys (columns) each query (row) may see. Starts from the causal mask.")
     labels = [f"{i}: {visible_text(token)}" for i, token in enumerate(tokens)]
-    frame = pd.DataFrame(masks.causal(n), index=labels, columns=labels)
-    config = {label: st.column_config.CheckboxColumn(label, width=44) for label in labels}
-    edited = st.data_editor(frame, key=f"cells-{hash(ids)}", disabled=False, column_config=config)
+    # Columns are named by position only (a 44 px header cannot hold a token; its tooltip and the
+    # row of the same number name it), and the editor is tall enough to need no scrolling inside.
+    keys = [str(i) for i in range(n)]
+    frame = pd.DataFrame(masks.causal(n), index=labels, columns=keys)
+    config = {
+        key: st.column_config.CheckboxColumn(key, width=44, help=f"Key {label}") for key, label in zip(keys, labels)
+    }
+    edited = st.data_editor(
+        frame, key=f"cells-{hash(ids)}", disabled=False, column_config=config, height=EDITOR_ROW_PX * (n + 1) + 3
+    )
     return edited.to_numpy(dtype=bool)
 
 
@@ -163,7 +171,8 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
     if loaded.kind == "decoder" and stats.future:
         st.error(
             f"**This decoder now sees the future.** The mask lets tokens attend to {stats.future:,} later "
-            f"positions, and {result.future_attention:.1%} of the model's attention goes there. It was trained "
+            f"position{'' if stats.future == 1 else 's'}, and {result.future_attention:.1%} of the model's "
+            "attention goes there. It was trained "
             "never to see what comes next, so every next-token prediction on the prompt is no longer a real "
             "prediction — and the outputs below change.",
             icon="🔮",
@@ -187,7 +196,9 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
         column.plotly_chart(figure.update_traces(zmin=0.0, zmax=top), key=f"attention-{name}")
     st.subheader("What the model outputs")
     if result.original.loss is not None and result.masked.loss is not None:
-        own, yours, change = st.columns(3)
+        own, yours, largest = st.columns(3)
+        change = result.masked.loss - result.original.loss
+        moved = round(change, 3) != 0
         own.metric(
             "Loss on the prompt, own mask",
             f"{result.original.loss:.3f}",
@@ -196,10 +207,12 @@ def show_effect(result: MaskComparison, loaded: LoadedModel, stats: MaskStats) -
         yours.metric(
             "Loss on the prompt, your mask",
             f"{result.masked.loss:.3f}",
-            delta=f"{result.masked.loss - result.original.loss:+.3f}",
-            delta_color="inverse",
+            # No arrow or colour for a change that rounds to zero: "↑ +0.000" in red said the loss went up.
+            delta=f"{change:+.3f}" if moved else "no change",
+            delta_color="inverse" if moved else "off",
+            delta_arrow="auto" if moved else "off",
         )
-        change.metric(
+        largest.metric(
             "Largest logit change",
             f"{result.output_change:.3f}",
             help="Largest absolute difference between the two runs' logits, over every position and token.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -62,11 +63,45 @@ def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | No
                     )  # fmt: skip
                 shared.put(request, result)
         except PromptError as problem:
-            status.update(label="Nothing to attribute", state="error")
-            warning(str(problem))
-            return None
-        status.update(label=f"Done in {sum(result.seconds.values()):.1f} s", state="complete", expanded=False)
-    return result
+            bar.empty()
+            status.update(label="Nothing to attribute", state="error", expanded=False)
+            refused = str(problem)
+        else:
+            status.update(label=f"Done in {sum(result.seconds.values()):.1f} s", state="complete", expanded=False)
+            return result
+    warning(refused)  # below the collapsed status, where it is read at once
+    return None
+
+
+def attention_label(aggregation: str, value_weighted: bool, exclude_sink: bool) -> str:
+    """The attention column's name, saying how it was aggregated (so two attention columns never look alike)."""
+    how = [aggregation.lower()]
+    if value_weighted:
+        how.append("value-weighted")
+    if exclude_sink and aggregation != AGGREGATIONS[0]:  # calibrated heads use shares: the sink cancels out
+        how.append("without sink")
+    return f"Attention ({', '.join(how)})"
+
+
+def aggregation_settings(
+    aggregation: str,
+    heads: list[tuple[int, int]] | None,
+    layers: list[int] | None,
+    value_weighted: bool,
+    exclude_sink: bool,
+) -> dict[str, object]:
+    """How the attention scores shown were aggregated, exported with them (lists as text: one CSV cell each)."""
+    if heads is not None:
+        over = ", ".join(f"L{layer} H{head}" for layer, head in heads)
+    else:
+        over = "every head" if layers is None else "layers " + ", ".join(str(layer) for layer in layers)
+    return {
+        "attention_aggregation": aggregation,
+        "attention_over": over,
+        "attention_value_weighted": value_weighted,
+        "attention_exclude_sink": exclude_sink,
+        "attention_shares": aggregation == AGGREGATIONS[0],
+    }
 
 
 def recalibrate_panel(loaded: LoadedModel, result: Attribution) -> None:
@@ -134,7 +169,8 @@ else:
     )
 
 matrices = dict(result.scores)
-labels = dict(METHOD_LABELS)
+labels = dict(METHOD_LABELS) | {"naive": "Baseline (raw mean of all heads)"}
+settings: dict[str, object] = {}
 if "attention" in matrices:
     st.subheader("Attention aggregation")
     agg_cols = st.columns([3, 4, 2, 2])
@@ -162,7 +198,7 @@ if "attention" in matrices:
             default=list(result.heads[:4]), format_func=lambda lh: f"L{lh[0]} H{lh[1]}", help="Mean over these heads.",
         )  # fmt: skip
     value_weighted = agg_cols[2].checkbox(
-        "Weight by value norm", help="Weight each key by its value vector's norm."
+        "Value-weighted", help="Weight each key by its value vector's norm (Kobayashi et al. 2020)."
     )
     exclude_sink = agg_cols[3].checkbox(
         "Exclude sink", value=True, help="Renormalise each head by the weight left after the first token."
@@ -175,7 +211,13 @@ if "attention" in matrices:
     except PromptError as problem:
         warning(str(problem))
         st.stop()
-    labels["attention"] = f"Attention ({aggregation.lower()})"
+    labels["attention"] = attention_label(aggregation, value_weighted, exclude_sink)
+    settings = aggregation_settings(aggregation, chosen_heads, chosen_layers, value_weighted, exclude_sink)
+    if "naive" in matrices:
+        st.caption(
+            "The baseline column averages every head's raw attention, sink included; the attention column uses "
+            "the heads and options chosen here, so the two differ."
+        )
 
 token_options = ["Whole answer", *[f"{i}: {t}" for i, t in enumerate(result.answer_tokens)]]
 focus = st.select_slider(
@@ -226,7 +268,7 @@ for column, method in zip(st.columns(len(shown)), shown, strict=True):
         st.plotly_chart(
             attention_heatmap(
                 matrices[method], result.answer_tokens, source_labels, title="answer tokens × sources",
-                value_name=value_name, colorscale="RdBu" if method == "ablation" else "Blues",
+                value_name=value_name, colorscale="Blues", diverging=method == "ablation",
             )
             .update_layout(height=260 + 14 * len(result.answer_tokens))
             .update_xaxes(title="source")
@@ -284,14 +326,18 @@ else:
 recalibrate_panel(loaded, result)
 
 st.subheader("Export")
+shown_result = replace(result, scores={m: matrices[m] for m in shown})  # the scores on screen
 download = st.columns(2)
 download[0].download_button(
-    "Download JSON", json.dumps(attribution.export_json(result), indent=2), "sources.json", "application/json",
-    help="Answer, its origin, granularity, sources, all scores and the calibration.",
+    "Download JSON",
+    json.dumps(attribution.export_json(shown_result, settings | {"answer_token": focus}, rows), indent=2),
+    "sources.json", "application/json",
+    help="What this page shows: answer, sources, scores (for the answer token chosen), the aggregation "
+    "settings and the calibration.",
 )  # fmt: skip
 download[1].download_button(
-    "Download CSV", pd.DataFrame(attribution.export_rows(result)).to_csv(index=False), "sources.csv", "text/csv",
-    help="One row per answer token and source.",
+    "Download CSV", pd.DataFrame(attribution.export_rows(shown_result, settings)).to_csv(index=False),
+    "sources.csv", "text/csv", help="One row per answer token and source, with the aggregation settings.",
 )  # fmt: skip
 times = f"Times: answer {result.seconds.get('generate', 0):.1f} s, attention pass {result.seconds.get('attention', 0):.1f} s"
 if result.ablation is not None:

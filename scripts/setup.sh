@@ -24,10 +24,10 @@ if [ "$want" != "$have" ]; then
   echo "$want" > "$VENV/.attnviz-stamp"
 fi
 if [ "${1:-}" = "--test" ]; then
-  # Browser tests: Debian's Chromium (Playwright's own download does not work here) and an
-  # emoji font so screenshots show the icons users see.
+  # Browser tests: Debian's Chromium (Playwright's own download does not work here), an emoji
+  # font and a CJK font, so screenshots show the icons and Chinese/Japanese tokens users see.
   missing=""
-  for package in chromium chromium-driver fonts-noto-color-emoji; do
+  for package in chromium chromium-driver fonts-noto-color-emoji fonts-noto-cjk; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
   done
   if [ -n "$missing" ]; then

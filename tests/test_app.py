@@ -59,3 +59,11 @@ def test_the_server_loads_its_models_before_any_page_asks(
     assert f"Preloaded {folder}" in text
     assert "no warm-up trace" not in text  # the tiny model was traced through the pages' path too
     assert "Could not preload no-such-model" in text
+
+
+def test_the_served_app_runs_without_a_file_watcher() -> None:
+    """``streamlit run app.py`` reads .streamlit/config.toml: no watcher, no "Inotify queue overflowed" flood."""
+    check = "from streamlit import config; config.get_config_options(force_reparse=True); "
+    check += "print(config.get_option('server.fileWatcherType'))"
+    out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "none"

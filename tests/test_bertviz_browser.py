@@ -44,6 +44,15 @@ def test_head_and_model_views_draw_offline(page, app_url: str) -> None:  # noqa:
     n = len(token_texts(frame)) // 2  # head view: every token on the left and on the right
     assert n > 5 and lines == 9 * n * n  # one line per head, query and key
     assert " tired" in token_texts(frame)
+    # The last token is drawn whole: inside the frame, and not cut off by the SVG bertviz draws it in.
+    fit = frame.locator("#vis svg text").last.evaluate(
+        """text => {
+            const svg = text.ownerSVGElement, bottom = text.getBoundingClientRect().bottom;
+            const cut = bottom > svg.getBoundingClientRect().bottom;
+            return {inside: bottom <= window.innerHeight, clipped: cut && getComputedStyle(svg).overflow !== "visible"};
+        }"""
+    )
+    assert fit == {"inside": True, "clipped": False}
     shoot(page, "bertviz_head_view")
 
     page.get_by_text("Model view (grid of layers × heads)").click()

@@ -61,6 +61,16 @@ def test_toy_steps_predict_reveal_and_numbers() -> None:
     at.button(key="learn_prev").click().run()
     at.button(key="learn_next").click().run()
     assert not at.get("plotly_chart"), "moving away and back hides the softmax again"
+    assert at.selectbox(key="learn_guess").value is None  # no default taken for a guess
+    at.button(key="learn_reveal").click().run()
+    assert "guess" not in at.success[0].value  # nobody guessed
+    at.button(key="learn_prev").click().run()
+    at.button(key="learn_next").click().run()
+    at.selectbox(key="learn_guess").set_value(1)
+    at.button(key="learn_reveal").click().run()
+    token = walk.tokens[1]
+    shown = at.success[0].value.replace("\\", "")  # Markdown escapes removed
+    assert f"Your guess, token 1 ({token}), was wrong: it got weight {walk.weights[0, 5, 1]:.2f}" in shown
 
 
 @pytest.mark.parametrize("mask", MASK_CHOICES)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
 from attnviz.masks import builders as masks
@@ -83,6 +84,9 @@ def test_causal_mask_changes_nothing_and_bidirectional_sees_the_future() -> None
     assert metric(at, "Largest logit change") == "0.000"
     own, yours = metric(at, "Loss on the prompt, own mask"), metric(at, "Loss on the prompt, your mask")
     assert own == yours
+    unchanged = next(m for m in at.metric if m.label == "Loss on the prompt, your mask")
+    assert unchanged.proto.delta == "no change" and unchanged.proto.color == MetricProto.MetricColor.GRAY
+    assert unchanged.proto.direction == MetricProto.MetricDirection.NONE  # no "↑ +0.000" in red
     at = choose_mask(at, "Bidirectional")
     assert float(metric(at, "Largest logit change")) > 1.0
     assert any("sees the future" in e.value for e in at.error)
@@ -128,7 +132,8 @@ def test_custom_cells_are_applied(n_tokens: int) -> None:
     assert not at.exception
     assert metric(at, "Entries on later tokens") == "1"
     assert metric(at, "Scores computed") == f"{n_tokens * (n_tokens + 1) // 2 + 1:,}"
-    assert any("sees the future" in e.value for e in at.error)
+    assert any("attend to 1 later position," in e.value for e in at.error)  # not "1 later positions"
+    assert editor.value.columns.tolist() == [str(i) for i in range(n_tokens)]  # headers a 44 px column can hold
 
 
 def test_bad_rule_and_empty_rows_warn_instead_of_failing() -> None:

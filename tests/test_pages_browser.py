@@ -29,6 +29,8 @@ PAGES = {
     "explore_minilm": ("explore", {"model": "minilm-l6"}),
     "explore_head_statistics": ("explore", {"view": "Head statistics"}),
     "explore_ablation": ("explore", {"view": "Ablation", "layer": "3", "head": "1"}),
+    "explore_rollout": ("explore", {"view": "Aggregates", "aggregate": "rollout", "aggregate_sink": "1"}),
+    "explore_rollout_without_sink": ("explore", {"view": "Aggregates", "aggregate": "rollout without sink"}),
     "masks": ("masks", {}),
     "masks_model": ("masks", {}),
     "masks_cells": ("masks", {}),
@@ -87,3 +89,23 @@ def test_page_at_both_sizes(page, app_url: str, name: str) -> None:
         page.wait_for_timeout(500)
         screenshot(page, name + "_detail_720")
     assert not page.dialogs
+
+
+def test_cjk_tokens_are_drawn_with_a_font(page, app_url: str) -> None:
+    """Two different CJK characters must draw differently; without a CJK font both are the same empty box."""
+    page.goto(app_url)
+    wait_idle(page)
+    differ = page.evaluate(
+        """() => {
+            const pixels = (ch) => {
+                const canvas = document.createElement("canvas");
+                canvas.width = canvas.height = 40;
+                const context = canvas.getContext("2d");
+                context.font = "32px sans-serif";
+                context.fillText(ch, 2, 32);
+                return Array.from(context.getImageData(0, 0, 40, 40).data).join(",");
+            };
+            return pixels("你") !== pixels("好") && pixels("あ") !== pixels("い");
+        }"""
+    )
+    assert differ, "no CJK font: install fonts-noto-cjk (scripts/setup.sh --test does)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from attnviz.sources.calibration import is_calibrated
+from attnviz.sources.passages import MAX_PROMPT_CHARS
 from benchmarks.browser import screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -79,6 +80,8 @@ def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None
     if calibrated:
         assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 3800})
+    # Every method's bar and heatmap drawn, so the screenshot shows the figures, not their placeholders.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
     page.wait_for_timeout(1500)
     screenshot(page, "sources_sentences")
     assert_nothing_left_localhost(page)
@@ -100,4 +103,17 @@ def test_markup_in_passages_runs_nothing_and_fetches_nothing(page, app_url: str)
     assert page.get_by_text("Attention (mean of all heads)").first.is_visible()
     assert page.locator('[data-testid="stMarkdownContainer"] img').count() == 0
     assert page.locator('[data-testid="stMarkdownContainer"] a[href^="javascript"]').count() == 0
+    assert_nothing_left_localhost(page)
+
+
+def test_a_refusal_shows_its_reason_at_once(page, app_url: str) -> None:
+    """A 20,000-character question is refused with the reason in view, not inside the collapsed status box."""
+    open_sources(page, app_url)
+    page.get_by_role("textbox", name="Question").fill("q" * 20_000)
+    press_answer(page)
+    reason = page.get_by_text(f"at most {MAX_PROMPT_CHARS:,} are accepted").first
+    reason.wait_for(timeout=60_000)
+    assert reason.is_visible()
+    assert not page.get_by_role("progressbar").count()
+    screenshot(page, "sources_refused_720")
     assert_nothing_left_localhost(page)

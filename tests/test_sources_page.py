@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from attnviz.sources.passages import MAX_PROMPT_CHARS
-from tests.apptest import open_page
+from tests.apptest import downloaded, open_page, record_downloads
 from ui.sources_form import METHOD_LABELS
 
 pytestmark = pytest.mark.slow
@@ -44,6 +48,7 @@ def test_nothing_runs_before_answer_is_pressed() -> None:
 
 def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    files = record_downloads(monkeypatch)
     at = open_page("sources", timeout=900, model=str(tiny_model_dir("llama")))
     at.radio(key="sources_origin").set_value("Paste").run()
     at.text_area(key="sources_passage_1").set_value(
@@ -71,7 +76,21 @@ def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypat
     assert [b.proto.label for b in at.get("download_button")] == ["Download JSON", "Download CSV"]
     heads = next(box for box in at.selectbox if box.label == "Heads")
     heads.select("All heads").run()  # display options reuse the stored result
-    assert not at.exception and "Attention (all heads)" in at.dataframe[0].value.columns
+    column = "Attention (all heads, without sink)"
+    assert not at.exception and column in at.dataframe[0].value.columns
+    # The export holds what the table shows, and says how it was aggregated.
+    table = at.dataframe[0].value.set_index("source")
+    exported = json.loads(downloaded(at, files, "Download JSON"))
+    assert exported["settings"] == {
+        "attention_aggregation": "All heads", "attention_over": "every head", "attention_value_weighted": False,
+        "attention_exclude_sink": True, "attention_shares": False, "answer_token": "Whole answer",
+    }  # fmt: skip
+    shown = [table.loc[source["label"], column] for source in exported["sources"]]
+    assert exported["scores"]["attention"] == pytest.approx(shown, abs=1e-4)
+    rows = pd.read_csv(io.BytesIO(downloaded(at, files, "Download CSV")))
+    assert set(rows["attention_aggregation"]) == {"All heads"}
+    per_source = rows.groupby("source")["attention"].mean()
+    assert [per_source[s["label"]] for s in exported["sources"]] == pytest.approx(shown, abs=1e-4)
     assert "Recalibrate" not in [b.label for b in at.button]  # the operator's, by default
     assert any("prepare --recalibrate" in c.value for c in at.caption)
     monkeypatch.setenv("ATTNVIZ_ALLOW_RECALIBRATE", "1")
@@ -91,6 +110,7 @@ def test_markup_in_question_passages_and_answer_is_shown_as_text(tiny_model_dir)
     assert not at.exception, at.exception
     assert at.text[0].value == "<b>ferret</b> [x](javascript:alert(5))"
     assert set(at.dataframe[0].value["text"]) == {EVIL[0], "The river floods.", EVIL[1].split("\n\n")[1]}
+    assert "Baseline (raw mean of all heads)" in at.dataframe[0].value.columns  # not "Attention (…)" twice
     shown = markdown_html(at)
     for raw in ("<script", "<img", "](", "javascript:", "onerror=alert"):
         assert raw not in shown, raw
@@ -107,6 +127,9 @@ def test_bad_input_gets_one_clear_message(tiny_model_dir) -> None:
     at.text_input(key="sources_question").set_value("q" * 100_000)
     answer(at)
     assert len(at.warning) == 1 and f"at most {MAX_PROMPT_CHARS:,} are accepted" in at.warning[0].value
+    refused = at.status[0]  # collapsed by the browser: the reason must be outside it, read at once
+    assert refused.label == "Nothing to attribute" and refused.state == "error"
+    assert not refused.warning and not refused.get("progress")
     at.text_input(key="sources_question").set_value("Who?")
     for index in range(5):
         at.text_area(key=f"sources_passage_{index}").set_value(" \n ")

@@ -7,6 +7,8 @@ unescaped: :func:`plain` makes it literal wherever Streamlit renders Markdown.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 
@@ -20,6 +22,7 @@ from ui import cache
 CUSTOM = "Other (folder or Hugging Face id)…"
 MODEL_MAX_CHARS = 300
 URL_MAX_CHARS = 2_000  # longer prompts stay out of the URL (links must stay shareable)
+T = TypeVar("T")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 # What GitHub-flavoured Markdown turns into a link even when escaped: scheme://…, www.…, e-mail addresses.
 _AUTOLINK = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.\-]*://|\bwww\.)\S*|[^\s@]+@[^\s@]+\.[^\s@]+")
@@ -101,6 +104,43 @@ def from_url(key: str, default: str) -> str:
     if key not in st.session_state:
         st.session_state[key] = st.query_params.get(key, default)
     return st.session_state[key]
+
+
+def _always(_: object) -> bool:
+    return True
+
+
+def url_state(
+    key: str, default: T, parse: Callable[[str], T] = str, valid: Callable[[T], bool] = _always
+) -> T:
+    """Initialise widget ``key`` from the URL once: its parameter ``parse``d when ``valid``, else ``default``.
+
+    Pair it with :func:`to_url` after the widget, so every setting that changes what is drawn is in a
+    shared link. ``valid`` rejects values the widget would refuse (an option that no longer exists).
+    """
+    if key not in st.session_state or not valid(st.session_state[key]):
+        raw = st.query_params.get(key)
+        try:
+            value = default if raw is None else parse(raw)
+        except (ValueError, IndexError):
+            value = default
+        st.session_state[key] = value if valid(value) else default
+    return st.session_state[key]
+
+
+def to_url(key: str, text: str, default: str) -> None:
+    """Put a widget's value in the URL as ``text``, or drop it when it is the ``default`` (links stay short)."""
+    if text == default:
+        st.query_params.pop(key, None)
+    else:
+        st.query_params[key] = text
+
+
+def flag(raw: str) -> bool:
+    """A URL flag: "1" is on, "0" off."""
+    if raw not in ("0", "1"):
+        raise ValueError(raw)
+    return raw == "1"
 
 
 def int_from_url(key: str, options: list[int]) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from attnviz.hooks import Site
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.inputs import trace_inputs
@@ -21,32 +24,48 @@ class NoPredictionError(ValueError):
 
 @dataclass(frozen=True)
 class AblationResult:
-    """Next-token predictions of the intact model and with ``ablated`` heads switched off."""
+    """Next-token predictions of the intact model and with ``ablated`` heads switched off.
+
+    ``intact_probs`` [k] is the intact model's probability of each of ``intervened``'s tokens, also
+    for tokens outside the intact top-k (so no row of the comparison is left without a number).
+    """
 
     ablated: dict[Site, tuple[int, ...]]
     baseline: Prediction
     intervened: Prediction
+    intact_probs: np.ndarray
 
 
-def next_token(
-    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None, k: int = 10
-) -> Prediction:
-    """Top-``k`` next-token probabilities after the traced prompt, with ``ablate`` heads zeroed."""
+def last_logits(
+    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None
+) -> torch.Tensor:
+    """The logits [vocab] after the traced prompt, with ``ablate`` heads zeroed."""
     outputs, _ = record(loaded, trace_inputs(loaded, trace), layers=(), ablate=ablate)
     logits = getattr(outputs, "logits", None)
     if logits is None:
         raise NoPredictionError(
             f"'{loaded.info.name}' is loaded without a language-model head, so it has no next-token prediction."
         )
-    return top_next_tokens(loaded, logits[0, -1], k)
+    return logits[0, -1]
+
+
+def next_token(
+    loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]] | None = None, k: int = 10
+) -> Prediction:
+    """Top-``k`` next-token probabilities after the traced prompt, with ``ablate`` heads zeroed."""
+    return top_next_tokens(loaded, last_logits(loaded, trace, ablate), k)
 
 
 def ablate_heads(
     loaded: LoadedModel, trace: Trace, ablate: dict[Site, tuple[int, ...]], k: int = 10
 ) -> AblationResult:
     """Predictions side by side: intact model vs ``ablate`` heads switched off."""
+    intact = last_logits(loaded, trace)
+    intervened = top_next_tokens(loaded, last_logits(loaded, trace, ablate), k)
+    probs = torch.softmax(intact.float(), dim=-1)[torch.as_tensor(intervened.ids, device=intact.device)]
     return AblationResult(
         ablated=ablate,
-        baseline=next_token(loaded, trace, None, k),
-        intervened=next_token(loaded, trace, ablate, k),
+        baseline=top_next_tokens(loaded, intact, k),
+        intervened=intervened,
+        intact_probs=probs.cpu().numpy(),
     )

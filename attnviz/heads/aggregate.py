@@ -3,7 +3,8 @@
 - :func:`layer_mean` / :func:`model_mean`: plain averages of attention maps.
 - :func:`rollout`: Abnar & Zuidema (2020): each layer's head-mean plus the residual
   (0.5·A + 0.5·I, rows renormalised), multiplied through the layers, so entry (q, k)
-  estimates how much token k's input flows into position q's output.
+  estimates how much token k's input flows into position q's output; optionally
+  renormalised :func:`without_sink`, since an attention sink makes plain rollout ≈ 1.0 on the first token.
 - :func:`value_norms` / :func:`norm_weighted`: Kobayashi et al. (2020), "Attention is
   not only a weight": weight α_qk times ‖f_h(x_k)‖, the norm of token k's value vector
   after the head's slice of the output projection, i.e. the size of what is really mixed in.
@@ -42,8 +43,32 @@ def model_mean(attention: np.ndarray) -> np.ndarray:
     return (total / (attention.shape[0] * attention.shape[1])).astype(np.float32)
 
 
-def rollout(attention: np.ndarray, residual: float = 0.5) -> np.ndarray:
-    """Attention rollout through all layers of a square stack: [layers, heads, n, n] -> [n, n]."""
+def without_sink(attention: np.ndarray) -> np.ndarray:
+    """[..., n, n] attention without the first key's column for every query after the first, rows renormalised.
+
+    The first token is an "attention sink" in many models: heads with nothing to read park their
+    weight there, so it says little about which tokens are read. Query 0 keeps its row (in a causal
+    model it sees only itself).
+    """
+    kept = np.array(attention, dtype=np.float32)
+    kept[..., 1:, 0] = 0.0
+    kept[..., 1:, :] /= np.clip(kept[..., 1:, :].sum(-1, keepdims=True), 1e-12, None)
+    return kept
+
+
+def sink_share(flow: np.ndarray) -> float:
+    """The mean weight a [q, k] map puts on the first token, over the queries after the first (0 for one token)."""
+    return float(np.asarray(flow)[1:, 0].mean()) if len(flow) > 1 else 0.0
+
+
+def rollout(attention: np.ndarray, residual: float = 0.5, sink: bool = True) -> np.ndarray:
+    """Attention rollout through all layers of a square stack: [layers, heads, n, n] -> [n, n].
+
+    With ``sink=False`` the result is taken :func:`without_sink`: how the flow that does not end on
+    the first token divides among the others, instead of weight near 1.0 on the first token for every
+    query. (Removing the sink inside every layer instead only moves it: on SmolLM2 the second token
+    then takes 0.98 of the last query's flow; renormalising at the end gives it 0.34.)
+    """
     n = attention.shape[-1]
     identity = np.eye(n, dtype=np.float32)
     flow = identity
@@ -51,7 +76,7 @@ def rollout(attention: np.ndarray, residual: float = 0.5) -> np.ndarray:
         mixed = (1 - residual) * np.asarray(attention[layer], dtype=np.float32).mean(0) + residual * identity
         mixed /= mixed.sum(-1, keepdims=True)
         flow = mixed @ flow
-    return flow
+    return flow if sink else without_sink(flow)
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,8 @@ AGGREGATES = {
     "layer mean": "Mean over the heads of the chosen layer.",
     "model mean": "Mean over every layer and head.",
     "rollout": "Attention rollout (Abnar & Zuidema 2020): head means plus residual, multiplied through the layers.",
+    "rollout without sink": "Rollout with the first token's column removed and each query's row renormalised "
+    "over the other tokens: how the flow that does not end on the attention sink divides among them.",
     "value-norm weighted": "Mean over the chosen layer's heads of α·‖f(x)‖ (Kobayashi et al. 2020).",
 }
 
@@ -162,6 +189,12 @@ def aggregate_map(
                 "Rollout multiplies square self-attention maps; pick a self-attention stack."
             )
         return rollout(view.attention)
+    if name == "rollout without sink":
+        if view.stack == "cross":
+            raise UnsupportedModelError(
+                "Rollout multiplies square self-attention maps; pick a self-attention stack."
+            )
+        return rollout(view.attention, sink=False)
     if name == "value-norm weighted":
         if norms is None:
             raise ValueError("value-norm weighting needs the value norms of the stack")

@@ -148,11 +148,25 @@ def cost_figure(cost: Cost, large: bool = False) -> go.Figure:
                 line={"color": ("#1f77b4", "#2ca02c", "#d62728")[i]}, row=1, col=column,
                 hovertemplate=f"n=%{{x}}<br>%{{y:.3g}} {unit}<extra>{kind}</extra>",
             )  # fmt: skip
-        for curve, shape, anchor in (("O(n²)", n**2, values[0, -1]), ("O(n√n)", n**1.5, values[-1, -1])):
+        guides = (("O(n²)", n**2, values[0, -1], "dot", "#555"), ("O(n√n)", n**1.5, values[-1, -1], "dash", "#9467bd"))
+        for curve, shape, anchor, dash, colour in guides:
             figure.add_scatter(
-                x=n, y=shape / shape[-1] * anchor, name=curve, mode="lines", line={"dash": "dot", "color": "#555"},
+                x=n, y=shape / shape[-1] * anchor, name=curve, mode="lines", line={"dash": dash, "color": colour},
                 legendgroup=curve, showlegend=column == 1, row=1, col=column,
             )  # fmt: skip
-        figure.update_xaxes(type="log", title="sequence length n", row=1, col=column)
-        figure.update_yaxes(type="log", title=unit, row=1, col=column)
+        ticks = log_ticks(np.concatenate([values.ravel(), [g[1][0] / g[1][-1] * g[2] for g in guides]]))
+        figure.update_xaxes(type="log", title="sequence length n", tickvals=list(n), ticktext=[f"{v:g}" for v in n],
+                            row=1, col=column)  # fmt: skip
+        figure.update_yaxes(type="log", title=unit, tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], row=1, col=column)
     return readable(figure, large, 380)
+
+
+def log_ticks(values: np.ndarray) -> list[float]:
+    """Ticks 1, 2, 5 × 10^k spanning ``values`` (positive ones), each labelled with its full value.
+
+    Plotly's own log ticks inside a decade or two read "2, 5, 2" with no scale.
+    """
+    positive = values[values > 0]
+    low, high = np.floor(np.log10(positive.min())), np.ceil(np.log10(positive.max()))
+    ticks = [m * 10.0**k for k in range(int(low), int(high) + 1) for m in (1, 2, 5)]
+    return [t for t in ticks if positive.min() / 2 <= t <= positive.max() * 2]

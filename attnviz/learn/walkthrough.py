@@ -342,6 +342,22 @@ def _dims(prefix: str, count: int) -> tuple[str, ...]:
     return tuple(f"{prefix}{i}" for i in range(count))
 
 
+def scale_step(walk: Walkthrough, head: int, d: int, scaled_note: str) -> Step:
+    """The scaling step, which says so when scaling is off instead of praising a ×1 that changes nothing."""
+    t = walk.tokens
+    if walk.scale == 1.0:
+        tempered = walk.temperature != 1
+        return Step("scale", "Scaling is off",
+                    f"The scores are not multiplied by 1/√d_k (here d_k = {d}): they keep growing with "
+                    "√d_k, which pushes softmax towards one winner."
+                    + (f" They are only divided by the temperature {walk.temperature:g}." if tempered else ""),
+                    (Matrix("scores ÷ temperature" if tempered else "unscaled scores", walk.scaled[head], t, t),))  # fmt: skip
+    return Step("scale", "Scale by 1/√d_k",
+                f"Scores grow with √d_k (here d_k = {d}), which would push softmax to one winner; "
+                f"multiplying {scaled_note} keeps them moderate.",
+                (Matrix("scaled scores", walk.scaled[head], t, t),))  # fmt: skip
+
+
 def steps(walk: Walkthrough, head: int = 0) -> tuple[Step, ...]:
     """The walkthrough as steps for query head ``head`` (key/value head ``walk.kv_head(head)``)."""
     if not 0 <= head < walk.n_heads:
@@ -389,10 +405,7 @@ def steps(walk: Walkthrough, head: int = 0) -> tuple[Step, ...]:
         Step("scores", "Scores Q·Kᵀ",
              "Row i, column j is how well query i matches key j: a dot product of two vectors.",
              (Matrix("Q·Kᵀ", walk.scores[head], t, t),)),
-        Step("scale", "Scale by 1/√d_k",
-             f"Scores grow with √d_k (here d_k = {d}), which would push softmax to one winner; "
-             f"multiplying {scaled_note} keeps them moderate.",
-             (Matrix("scaled scores", walk.scaled[head], t, t),)),
+        scale_step(walk, head, d, scaled_note),
         Step("mask", f"Mask: {walk.mask_choice}",
              f"{blocked} of {walk.mask.size} entries are blocked (set to −∞, drawn empty), so softmax gives them 0."
              + (f" The last {walk.padding} tokens are padding." if walk.padding else ""),

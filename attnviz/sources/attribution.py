@@ -228,11 +228,16 @@ def attribute(
     )
 
 
-def export_rows(result: Attribution) -> list[dict[str, object]]:
-    """One row per (answer token, source) with every method's score, for CSV export."""
+def export_rows(result: Attribution, settings: dict[str, object] | None = None) -> list[dict[str, object]]:
+    """One row per (answer token, source) with every method's score, for CSV export.
+
+    ``settings`` (how the page aggregated the scores shown) are repeated on every row, so the
+    file says what produced it.
+    """
     labels = result.labels
     return [
         {
+            **(settings or {}),
             "granularity": result.granularity,
             "answer_origin": result.answer_origin,
             "token_index": t,
@@ -248,9 +253,16 @@ def export_rows(result: Attribution) -> list[dict[str, object]]:
     ]
 
 
-def export_json(result: Attribution) -> dict[str, object]:
-    """The answer with its attributions (per source and per answer token) and how they were made, as JSON data."""
+def export_json(
+    result: Attribution, settings: dict[str, object] | None = None, rows: slice = slice(None)
+) -> dict[str, object]:
+    """The answer with its attributions (per source and per answer token) and how they were made, as JSON data.
+
+    ``scores`` are per source over the answer tokens ``rows`` (the page's focus); ``settings`` say how
+    the page aggregated them, so an export of a re-aggregated ``result`` holds exactly what was shown.
+    """
     return {
+        "settings": settings or {},
         "question": result.question,
         "passages": list(result.passages),
         "granularity": result.granularity,
@@ -274,7 +286,7 @@ def export_json(result: Attribution) -> dict[str, object]:
         "ablation": None
         if result.ablation is None
         else {"kind": result.ablation.kind, "forward_passes": result.ablation.passes},
-        "scores": {method: result.passage_scores(method).round(6).tolist() for method in result.scores},
+        "scores": {method: result.passage_scores(method, rows).round(6).tolist() for method in result.scores},
         "token_scores": {method: matrix.round(6).tolist() for method, matrix in result.scores.items()},
         "seconds": {name: round(value, 4) for name, value in result.seconds.items()},
     }

@@ -52,19 +52,26 @@ def _block(header: str, text: str, segments: Sequence[Segment], colour: str, top
 def highlighted_sources(
     passages: Sequence[str], sources: Sequence[Source], scores: np.ndarray, colour: str, labels: Sequence[str]
 ) -> str:
-    """HTML of all passages, each source (whole passage or sentence) shaded by its score; all text escaped."""
+    """HTML of all passages, each source (whole passage or sentence) shaded by its score; all text escaped.
+
+    Each card's header names its sources with the table's labels ([2], or [2.1] for a sentence) and
+    their scores, so a passage of several sentences shows every sentence's score.
+    """
     top = float(np.max(np.abs(scores))) or 1.0
     blocks = []
     for number, passage in enumerate(passages):
         mine = [i for i, s in enumerate(sources) if s.passage == number]
         whole = len(mine) == 1 and (sources[mine[0]].start, sources[mine[0]].end) == (0, len(passage))
         segments = [
-            (sources[i].start, sources[i].end, float(scores[i]), "" if whole else labels[i].strip("[]"))
-            for i in mine
+            (sources[i].start, sources[i].end, float(scores[i]), "" if whole else labels[i]) for i in mine
         ]
-        header = f"<b>[{number + 1}]</b>" + (
-            f" <small>score {float(scores[mine[0]]):+.3f}</small>" if whole else ""
+        named = html_text(labels[mine[0]]) if whole else f"[{number + 1}]"
+        each = (
+            [f"score {float(scores[mine[0]]):+.3f}"]
+            if whole
+            else [f"{labels[i]} {float(scores[i]):+.3f}" for i in mine]
         )
+        header = f"<b>{named}</b> <small>{html_text(' · '.join(each))}</small>"
         blocks.append(_block(header, passage, segments, colour, top))
     return "".join(blocks)
 

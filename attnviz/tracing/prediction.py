@@ -49,8 +49,14 @@ class RankChange:
         return "=" if moved == 0 else f"▲ {moved}" if moved > 0 else f"▼ {-moved}"
 
 
-def rank_changes(prediction: Prediction, reference: Prediction) -> tuple[RankChange, ...]:
-    """Each of ``prediction``'s top-k tokens with its rank and probability in ``reference`` (matched by id)."""
+def rank_changes(
+    prediction: Prediction, reference: Prediction, reference_probs: np.ndarray | None = None
+) -> tuple[RankChange, ...]:
+    """Each of ``prediction``'s top-k tokens with its rank and probability in ``reference`` (matched by id).
+
+    ``reference_probs`` [k], the reference run's probability of each of ``prediction``'s tokens, fills
+    in the probability of tokens outside the reference top-k (else None).
+    """
     where = {int(token_id): rank for rank, token_id in enumerate(reference.ids.tolist())}
     changes = []
     for rank, token_id in enumerate(prediction.ids.tolist()):
@@ -61,7 +67,11 @@ def rank_changes(prediction: Prediction, reference: Prediction) -> tuple[RankCha
                 probability=float(prediction.probs[rank]),
                 rank=rank + 1,
                 other_rank=None if before is None else before + 1,
-                other_probability=None if before is None else float(reference.probs[before]),
+                other_probability=float(reference_probs[rank])
+                if reference_probs is not None
+                else None
+                if before is None
+                else float(reference.probs[before]),
             )
         )
     return tuple(changes)

@@ -14,6 +14,7 @@ import functools
 import html
 import io
 import math
+import textwrap
 import unicodedata
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ TICK_FONT = {"size": 13, "color": TEXT_COLOUR}
 TITLE_FONT = {"size": 16, "color": TEXT_COLOUR}
 LABEL_ROOM = 64  # most token labels an axis of a full-width figure shows before labelling every k-th
 LABEL_PX = 17
+STEEP_LABELS = 32  # more key labels than this stand upright: a 13 px label slanted at 60° needs 15 px
+COLORBAR_TITLE_CHARS = 12  # a colour bar's title column is about this wide at 14 px
 GRID_WIDTH, GRID_MAX_HEIGHT = 800, 440  # vertical pixels one query label needs
 
 
@@ -148,8 +151,12 @@ def attention_heatmap(
     x_room: int = LABEL_ROOM,
     first_query: int = 0,
     first_key: int = 0,
+    diverging: bool = False,
 ) -> go.Figure:
     """Heatmap of a [queries, keys] matrix: queries down, keys across, tokens on the axes.
+
+    ``diverging`` values (signed, such as a log-probability drop) get a red-white-blue scale centred
+    on 0, so a cell near zero is white whatever the range; positive is red.
 
     Hover text comes from the axis labels and the cell's number (sent as a binary
     float32 array), so the payload grows with the cells' numbers, not with strings per cell.
@@ -168,20 +175,28 @@ def attention_heatmap(
         customdata=matrix if log_scale else None,
         hovertemplate="query %{y}<br>key %{x}<br>" + value_name
         + (" %{customdata:.3g}" if log_scale else " %{z:.3g}") + "<extra></extra>",
-        colorscale=colorscale,
-        colorbar={"title": {"text": f"log10 {value_name}" if log_scale else value_name}},
+        colorscale="RdBu_r" if diverging else colorscale,
+        zmid=0.0 if diverging else None,
+        colorbar={"title": {"text": wrapped(f"log10 {value_name}" if log_scale else value_name)}},
     )  # fmt: skip
-    height = int(np.clip(160 + LABEL_PX * len(y_labels), 380, 600))
+    # Up to LABEL_ROOM rows, the figure grows so every query has its own readable label.
+    height = int(np.clip(160 + LABEL_PX * len(y_labels), 380, 160 + LABEL_PX * LABEL_ROOM))
     shown_y = labelled_positions(len(y_text), (height - 160) // LABEL_PX)
     shown_x = labelled_positions(len(x_text), x_room)
     subtitle = f" (block-averaged {block}×{block})" if block > 1 else ""
     return styled(
         heatmap, height, title=title + subtitle,
         xaxis=axis("key", type="category", tickvals=[x_labels[i] for i in shown_x],
-                   ticktext=[x_text[i] for i in shown_x], tickangle=-60, side="bottom"),
+                   ticktext=[x_text[i] for i in shown_x], tickangle=-90 if len(shown_x) > STEEP_LABELS else -60,
+                   side="bottom"),
         yaxis=axis("query", autorange="reversed", type="category", tickvals=[y_labels[i] for i in shown_y],
                    ticktext=[y_text[i] for i in shown_y]),
     )  # fmt: skip
+
+
+def wrapped(title: str, width: int = COLORBAR_TITLE_CHARS) -> str:
+    """A colour-bar title broken into lines of at most ``width`` characters, so its narrow column never cuts it."""
+    return "<br>".join(textwrap.wrap(title, width, break_long_words=False)) or title
 
 
 def token_bar(

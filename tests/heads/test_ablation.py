@@ -65,3 +65,17 @@ def test_encoder_decoder_predicts_after_the_target(tiny) -> None:
     result = ablate_heads(loaded, trace, {Site("cross", 1): (0, 1, 2, 3)}, k=3)
     assert len(result.baseline.tokens) == 3
     assert not np.allclose(result.baseline.probs, result.intervened.probs)
+
+
+def test_every_ablated_token_has_its_intact_probability(smollm2) -> None:
+    """A token new to the top-k still shows how likely the intact model found it (less than its top-k)."""
+    trace = trace_prompt(smollm2, PROMPT)
+    result = ablate_heads(smollm2, trace, {Site("decoder", layer): tuple(range(9)) for layer in range(30)}, k=5)
+    changes = rank_changes(result.intervened, result.baseline, result.intact_probs)
+    assert all(c.other_probability is not None for c in changes)
+    new = [c for c in changes if c.other_rank is None]
+    assert new and all(c.other_probability < float(result.baseline.probs[-1]) for c in new)
+    for change in changes:
+        if change.other_rank is not None:
+            expected = float(result.baseline.probs[change.other_rank - 1])
+            assert change.other_probability == pytest.approx(expected, rel=1e-5)

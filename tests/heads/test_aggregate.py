@@ -36,6 +36,38 @@ def test_rollout_multiplies_residual_mixed_layers() -> None:
     assert result[1, 0] == pytest.approx(0.25 * 1 + 0.75 * 0.5)
 
 
+def causal_rows(n: int, seed: int) -> np.ndarray:
+    """A random causal attention map [n, n] that never reads the first token after query 0."""
+    weights = np.tril(np.random.default_rng(seed).random((n, n))) + np.eye(n)
+    weights[1:, 0] = 0.0
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def test_rollout_without_sink_sees_through_a_sink() -> None:
+    """Heads that park 99.9% of their weight on token 0: plain rollout gives ~1.0 to token 0 for every query;
+    without the sink, each query's remaining flow is renormalised over the other tokens and ranks them."""
+    n, sink = 6, np.zeros((6, 6))
+    sink[:, 0] = 1.0
+    patterns = np.stack(
+        [np.stack([causal_rows(n, 2 * layer), causal_rows(n, 2 * layer + 1)]) for layer in range(12)]
+    )
+    with_sink = 0.999 * sink + 0.001 * patterns
+    plain = aggregate.rollout(with_sink)
+    assert plain[-1, 0] > 0.99 and aggregate.sink_share(plain) > 0.99  # what the page showed
+    seen = aggregate.rollout(with_sink, sink=False)
+    np.testing.assert_allclose(seen.sum(-1), 1.0, atol=1e-5)
+    assert (seen[1:, 0] == 0).all() and aggregate.sink_share(seen) == 0.0
+    np.testing.assert_allclose(seen[1:, 1:], plain[1:, 1:] / plain[1:, 1:].sum(-1, keepdims=True), rtol=1e-4)
+    assert seen[-1, 1:].max() > 0.2  # readable shares, not the 1e-6 that hiding the column left
+
+
+def test_without_sink_keeps_the_first_row_and_renormalises_the_others() -> None:
+    attention = np.array([[1.0, 0.0, 0.0], [0.8, 0.2, 0.0], [0.6, 0.1, 0.3]])
+    np.testing.assert_allclose(
+        aggregate.without_sink(attention), [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.25, 0.75]], atol=1e-6
+    )
+
+
 def test_head_output_norms_slice_the_projection_per_head() -> None:
     projection = nn.Linear(4, 3, bias=False)
     with torch.no_grad():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnviz.learn import lessons, variants
+from attnviz.learn.figures import cost_figure
 
 
 def test_saturation_grows_without_scaling_only() -> None:
@@ -50,3 +51,18 @@ def test_toy_cross_attention_reads_the_other_sentence() -> None:
     result = lessons.toy_cross_attention("the cat sleeps", "le chat dort bien")
     assert result.weights.shape == (2, 3, 4) and result.keys == ("le", "chat", "dort", "bien")
     assert np.allclose(result.weights.sum(-1), 1)
+
+
+def test_cost_axes_read_as_numbers_and_guides_differ() -> None:
+    """Every log tick carries its full value (not "2, 5, 2"); the two guide curves look different."""
+    cost = lessons.Cost(
+        (128, 256, 512, 1024), lessons.COST_KINDS,
+        np.array([[2e-4, 6e-4, 2.5e-3, 1e-2], [1e-4, 2e-4, 4e-4, 9e-4], [1e-4, 2e-4, 5e-4, 1.2e-3]]),
+        np.array([[65536, 262144, 1048576, 4194304], [4096, 11585, 32768, 92681], [4096, 11585, 32768, 92681]]),
+    )  # fmt: skip
+    figure = cost_figure(cost)
+    time_axis = figure.layout.yaxis
+    labels = [float(text) for text in time_axis.ticktext]
+    assert labels == list(time_axis.tickvals) and min(labels) <= 0.1 and max(labels) >= 10  # ms, full values
+    guides = {trace.name: trace.line for trace in figure.data if trace.name.startswith("O(")}
+    assert guides["O(n²)"].dash != guides["O(n√n)"].dash and guides["O(n²)"].color != guides["O(n√n)"].color

@@ -73,6 +73,16 @@ def test_steps_cover_every_stage_and_rows_sum_to_one() -> None:
         walkthrough.steps(walk, head=2)
 
 
+def test_scaling_off_says_so() -> None:
+    """With scaling off the scale step no longer claims a ×1 "keeps them moderate" or titles raw scores "scaled"."""
+    on = next(s for s in walkthrough.steps(walkthrough.toy("the cat sat")) if s.key == "scale")
+    off = next(s for s in walkthrough.steps(walkthrough.toy("the cat sat", scaled=False)) if s.key == "scale")
+    assert "moderate" in on.explanation and on.matrices[0].name == "scaled scores"
+    assert "moderate" not in off.explanation and "×1" not in off.explanation and "not multiplied" in off.explanation
+    assert off.title == "Scaling is off" and off.matrices[0].name == "unscaled scores"
+    np.testing.assert_array_equal(off.matrices[0].values, walkthrough.toy("the cat sat", scaled=False).scores[0])
+
+
 @pytest.mark.slow
 def test_smollm2_first_layer_equals_traced_weights(smollm2: LoadedModel) -> None:
     walk = walkthrough.first_layer(smollm2, SENTENCE)

@@ -51,3 +51,28 @@ def test_head_grid_is_a_png_of_the_mosaic_in_the_colour_scale_with_clear_gaps() 
     expected = np.array([unlabel_rgb(c) for c in sample_colorscale("Magma", list(values.astype(float)))])
     assert np.abs(pixels[~gaps, :3] - expected).max() <= 3
     assert len(image["source"]) < len(json.dumps(grid.mosaic[~gaps].tolist())) / 2
+
+
+def test_signed_values_get_a_scale_centred_on_zero_and_a_title_that_fits() -> None:
+    """Mostly positive drops with one small negative: zero must stay the white middle, not pale red."""
+    drops = np.array([[0.9, 0.01, -0.05], [0.4, 0.0, 0.2]], dtype=np.float32)
+    figure = attention_heatmap(drops, ["a", "b"], ["[1]", "[2]", "[3]"], value_name="log-prob lost without it",
+                               diverging=True)  # fmt: skip
+    heatmap = figure.data[0]
+    assert heatmap.zmid == 0.0
+    scale = [list(stop) for stop in heatmap.colorscale]
+    assert min(unlabel_rgb(sample_colorscale(scale, [0.5])[0])) > 240  # white at 0
+    top = unlabel_rgb(sample_colorscale(scale, [1.0])[0])
+    assert top[0] > top[2]  # positive (the answer needs the source) is red
+    lines = heatmap.colorbar.title.text.split("<br>")
+    assert " ".join(lines) == "log-prob lost without it" and max(map(len, lines)) <= 12
+    plain = attention_heatmap(drops.clip(0), ["a", "b"], ["[1]", "[2]", "[3]"])
+    assert plain.data[0].zmid is None  # attention weights keep their sequential scale
+
+
+def test_a_64_token_window_labels_every_query_and_key() -> None:
+    tokens = [f"t{i}" for i in range(64)]
+    figure = attention_heatmap(np.full((64, 64), 1 / 64, dtype=np.float32), tokens, tokens, first_query=100)
+    assert figure.layout.yaxis.ticktext == tuple(tokens) and figure.layout.xaxis.ticktext == tuple(tokens)
+    assert figure.layout.height >= 64 * 17  # a row per label: they cannot overlap
+    assert figure.layout.xaxis.tickangle == -90  # upright key labels, one per column, do not overlap
