@@ -67,12 +67,18 @@ def tiny(tiny_model_dir: Callable[[str], Path]) -> Callable[[str], LoadedModel]:
 
 
 @pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
-    """One real Streamlit server for all browser tests."""
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One real Streamlit server for all browser tests: its URL and the file its output goes to."""
     from benchmarks.browser import streamlit_server
 
-    with streamlit_server() as url:
-        yield url
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with streamlit_server(env={"PYTHONUNBUFFERED": "1"}, log_path=log) as url:
+        yield url, log
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server: tuple[str, Path]) -> str:
+    return app_server[0]
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +95,15 @@ def chromium() -> Iterator[object]:
 
 
 @pytest.fixture()
-def page(chromium, app_url: str) -> Iterator[object]:
-    """A fresh tab, 1400 px wide, with every non-localhost request blocked."""
-    from benchmarks.browser import block_external
+def page(chromium, app_server: tuple[str, Path]) -> Iterator[object]:
+    """A fresh tab, 1400 px wide, with every non-localhost request blocked.
 
+    The test fails if the server logged an exception meanwhile: the browser never shows tracebacks."""
+    from benchmarks.browser import block_external
+    from tests.server_log import assert_no_exceptions_logged, log_size
+
+    log = app_server[1]
+    start = log_size(log)
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     tab = context.new_page()
     tab.blocked_requests = block_external(tab)
@@ -101,3 +112,4 @@ def page(chromium, app_url: str) -> Iterator[object]:
     tab.dialogs = dialogs
     yield tab
     context.close()
+    assert_no_exceptions_logged(log, start)

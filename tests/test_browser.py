@@ -1,8 +1,11 @@
 """Real browser (Debian Chromium + Playwright): the app loads with no network beyond localhost."""
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.browser import screenshot, streamlit_server, wait_idle
+from tests.server_log import assert_no_exceptions_logged
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -15,9 +18,10 @@ def test_home_page_renders_offline(page, app_url: str) -> None:
     assert not page.dialogs
 
 
-def test_direct_page_url_uses_the_app_navigation(chromium) -> None:
+def test_direct_page_url_uses_the_app_navigation(chromium, tmp_path: Path) -> None:
     """A fresh server first opened at a page URL shows app.py's menu, not Streamlit's legacy pages/ listing."""
-    with streamlit_server() as fresh_url:
+    log = tmp_path / "server.log"
+    with streamlit_server(env={"PYTHONUNBUFFERED": "1"}, log_path=log) as fresh_url:
         context = chromium.new_context(viewport={"width": 1400, "height": 900})
         tab = context.new_page()
         tab.goto(f"{fresh_url}/masks")
@@ -28,3 +32,4 @@ def test_direct_page_url_uses_the_app_navigation(chromium) -> None:
         context.close()
     assert [link.split()[-1] for link in links[:6]] == ["Home", "Learn", "Explore", "Masks", "Sources", "views"]
     assert not any("common" in link for link in links)
+    assert_no_exceptions_logged(log)

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import pytest
 
 from benchmarks.browser import screenshot, wait_idle
+from ui.cache import MAX_TOKENS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -70,26 +71,29 @@ def test_a_1024_token_prompt_draws_the_grid_and_a_window(page, app_url: str) -> 
     assert not page.dialogs
 
 
-def test_an_8192_token_prompt_draws_the_grid_from_a_summary(page, app_url: str, smollm2) -> None:
-    """SmolLM2's whole context: grid and statistics from reductions, one head in full, prompt not in the URL."""
+def test_a_prompt_over_the_full_trace_limit_draws_the_grid_from_a_summary(page, app_url: str, smollm2) -> None:
+    """Just over MAX_TOKENS, the path SmolLM2's whole 8,192-token context takes: grid and statistics from
+    reductions, one head in full, no Aggregates (they need every full map), prompt not in the URL."""
     paragraph = (
         "The committee met on Tuesday to review the budget. Each member read the report aloud, and the chair "
         "asked whether the numbers for the library, the bridge and the school were final. "
     )
-    ids = smollm2.tokenizer(paragraph * 300)["input_ids"][:8192]
+    ids = smollm2.tokenizer(paragraph * 40)["input_ids"][: MAX_TOKENS + 40]
     text = smollm2.tokenizer.decode(ids)
     n = len(smollm2.tokenizer(text)["input_ids"])
-    assert 8000 < n <= 8192
+    assert MAX_TOKENS < n <= MAX_TOKENS + 40
     open_explore(page, app_url, layer="5", head="4")
     page.get_by_label("Prompt", exact=True).fill(text)
     page.keyboard.press("Control+Enter")
-    page.get_by_text(f"{n} tokens").first.wait_for(timeout=3_600_000)  # a summary at 8k: minutes on a shared CPU
-    wait_idle(page, timeout_ms=3_600_000)
+    page.get_by_text(f"{n} tokens").first.wait_for(timeout=600_000)
+    wait_idle(page, timeout_ms=600_000)
     page.get_by_text("Layer 5, head 4").first.wait_for(timeout=600_000)
     assert page.get_by_text("Query window").first.is_visible()
+    assert page.get_by_text("Head statistics", exact=True).first.is_visible()
+    assert page.get_by_text("Aggregates", exact=True).count() == 0  # the summary path, not a full trace
     assert "prompt=" not in page.url and "layer=5" in page.url
     grid = page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].data[1].customdata.length")
     assert grid == 30 * 9
     page.set_viewport_size({"width": 1400, "height": 2300})
-    screenshot(page, "explore_8k")
+    screenshot(page, "explore_long_summary")
     assert not page.dialogs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.sources.calibration import is_calibrated
+from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import MAX_PROMPT_CHARS
 from benchmarks.browser import screenshot, wait_idle
 
@@ -27,16 +27,11 @@ def radio(page, group: str, option: str) -> None:
     wait_idle(page)
 
 
-@pytest.fixture(scope="module")
-def calibrated(smollm2) -> bool:
-    """Whether the built-in model's retrieval heads are on disk (calibrating them takes minutes)."""
-    return is_calibrated(smollm2)
-
-
-def skip_calibration(page, calibrated: bool) -> None:
-    """Untick the retrieval-head method unless the heads are on disk already."""
-    if not calibrated:
-        page.get_by_text("Attention (retrieval heads)", exact=True).click()
+@pytest.fixture(scope="module", autouse=True)
+def calibrated(smollm2) -> None:
+    """The built-in model's retrieval heads on disk, as set-up leaves them (``python -m attnviz prepare``;
+    found here otherwise, minutes once), so the retrieval-head method always runs."""
+    calibration(smollm2)
 
 
 def press_answer(page) -> None:
@@ -49,15 +44,16 @@ def assert_nothing_left_localhost(page) -> None:
     assert [url for url in page.blocked_requests if not url.startswith(ICON_HOST)] == []
 
 
-def test_generated_answer_by_passage(page, app_url: str, calibrated: bool) -> None:
+def test_generated_answer_by_passage(page, app_url: str) -> None:
     open_sources(page, app_url)
     assert page.get_by_text("Nothing runs before that").first.is_visible()
     assert not page.locator(".js-plotly-plot").count()
-    skip_calibration(page, calibrated)
     press_answer(page)
     page.get_by_text("Passages by method").first.wait_for(timeout=60_000)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     assert page.get_by_text("Generated greedily by the model").first.is_visible()
+    # Only the retrieval heads' method draws this section.
+    assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     assert page.get_by_role("button", name="Download JSON").is_visible()
     page.set_viewport_size({"width": 1400, "height": 3600})  # Streamlit scrolls inside; show the whole page
     page.wait_for_timeout(1500)
@@ -65,7 +61,7 @@ def test_generated_answer_by_passage(page, app_url: str, calibrated: bool) -> No
     assert_nothing_left_localhost(page)
 
 
-def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None:
+def test_pasted_answer_by_sentence(page, app_url: str) -> None:
     open_sources(page, app_url)
     page.get_by_role("textbox", name="Passage 2", exact=True).fill(
         "The bakery on Elm Lane opened in 1998. On Sundays it sells only cinnamon rolls. It closes at noon."
@@ -73,12 +69,10 @@ def test_pasted_answer_by_sentence(page, app_url: str, calibrated: bool) -> None
     radio(page, "Generate", "Paste")
     page.get_by_role("textbox", name="Answer to attribute").fill("Only cinnamon rolls.")
     radio(page, "Sentences", "Sentences")
-    skip_calibration(page, calibrated)
     press_answer(page)
     page.get_by_text("Sentences by method").first.wait_for(timeout=60_000)
     assert page.get_by_text("the model did not write it").first.is_visible()
-    if calibrated:
-        assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
+    assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 3800})
     # Every method's bar and heatmap drawn, so the screenshot shows the figures, not their placeholders.
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)

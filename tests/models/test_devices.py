@@ -12,6 +12,7 @@ import attnviz
 from attnviz.heads.summary import summarise
 from attnviz.models.devices import SMALL_PASS_TOKENS, cpu_threads_for
 from attnviz.models.loading import ModelLoadError
+from attnviz.tracing.thumbnails import thumbnail
 
 
 def test_cpu_device_loads_float32_on_cpu(tiny_model_dir) -> None:
@@ -42,13 +43,22 @@ def test_cuda_from_the_environment_without_a_gpu_names_the_variable(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_trace_and_summary_equal_the_cpu(tiny_model_dir) -> None:
+def test_cuda_trace_and_summary_equal_eager_on_the_same_device(tiny_model_dir) -> None:
+    """On CUDA, in the dtype load_model picks there: the trace is transformers' eager ``output_attentions``
+    on the same GPU, and the summary's thumbnails are those of eager's maps."""
     folder = str(tiny_model_dir("llama"))
-    cpu = attnviz.load_model(folder, device="cpu")
     gpu = attnviz.load_model(folder, device="cuda")
+    assert gpu.device.type == "cuda"
+    eager = type(gpu.model).from_pretrained(folder, attn_implementation="eager", dtype=gpu.dtype)
+    eager = eager.to(gpu.device).eval()
     text = "one two three four five six seven eight"
-    np.testing.assert_allclose(attnviz.trace(gpu, text).attention, attnviz.trace(cpu, text).attention, atol=2e-2)
-    np.testing.assert_allclose(summarise(gpu, text).thumbnails, summarise(cpu, text).thumbnails, atol=5e-2)
+    result = attnviz.trace(gpu, text)
+    with torch.no_grad():
+        ids = torch.as_tensor(result.input_ids, device=gpu.device)[None]
+        expected = torch.stack(eager(ids, output_attentions=True).attentions, 1)[0].float().cpu().numpy()
+    tolerance = max(1e-5, 2 * torch.finfo(gpu.dtype).eps)  # two roundings at 1.0 in bf16/fp16; 1e-5 in fp32
+    np.testing.assert_allclose(result.attention, expected, atol=tolerance, rtol=0)
+    np.testing.assert_allclose(summarise(gpu, text).thumbnails, thumbnail(expected), atol=2 * tolerance, rtol=0)
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import subprocess
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as tf
+from safetensors.torch import load_file
 
 import attnviz
 from attnviz.models.loading import ModelLoadError
-from attnviz.models.registry import builtin_models
+from attnviz.models.registry import builtin_folder, builtin_models
 from attnviz.models.safety import canonical_name
 
 
@@ -23,22 +25,29 @@ def test_builtins_are_installed() -> None:
 
 
 @pytest.mark.slow
-def test_gguf_conversion_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gguf_conversion_is_cached(smollm2, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first use converts the GGUF into an empty cache, equal to the folder the session's model was loaded
+    from (so that model's checks cover this conversion); a second use finds it without converting.
+
+    Equal means the same tensors and byte-identical other files: safetensors' header order varies between runs."""
+    loaded_from = Path(smollm2.model.name_or_path)
     monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
     first: list[str] = []
-    model = attnviz.load_model("smollm2-135m-instruct", progress=first.append)
+    folder = builtin_folder("smollm2-135m-instruct", progress=first.append)
     assert any("De-quantizing" in m for m in first)
-    (weights,) = tmp_path.rglob("model.safetensors")
-    stamp = weights.stat().st_mtime_ns
+    assert folder.parent.parent == tmp_path and folder.name == loaded_from.name
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
     second: list[str] = []
-    again = attnviz.load_model("smollm2-135m-instruct", progress=second.append)
-    assert not any("De-quantizing" in m for m in second)
-    assert weights.stat().st_mtime_ns == stamp
+    assert builtin_folder("smollm2-135m-instruct", progress=second.append) == folder and second == []
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
     assert not list(tmp_path.rglob(".partial-*"))
-    ids = model.tokenizer("Hello", return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        assert torch.equal(model.model(ids).logits, again.model(ids).logits)
-    assert model.info.n_layers == 30 and model.info.n_heads == 9 and model.info.n_kv_heads == 3
+    names = sorted(p.name for p in folder.iterdir())
+    assert "model.safetensors" in names and names == sorted(p.name for p in loaded_from.iterdir())
+    converted, cached = load_file(folder / "model.safetensors"), load_file(loaded_from / "model.safetensors")
+    assert converted.keys() == cached.keys() and all(torch.equal(converted[k], cached[k]) for k in cached)
+    others = [name for name in names if name != "model.safetensors"]
+    assert all(filecmp.cmp(folder / name, loaded_from / name, shallow=False) for name in others)
+    assert smollm2.info.n_layers == 30 and smollm2.info.n_heads == 9 and smollm2.info.n_kv_heads == 3
 
 
 def test_pickle_checkpoint_is_refused_without_listing_files(tmp_path: Path) -> None:

@@ -13,7 +13,11 @@ from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import synthetic_cases
 from attnviz.sources.passages import build_prompt, without_sources
 
-SENTENCES = [["The cat sleeps.", "It likes the mat."], ["Paris is the capital of France."], ["Nine plus one is ten."]]
+SENTENCES = [
+    ["The cat sleeps.", "It likes the mat."],
+    ["Paris is the capital of France."],
+    ["Nine plus one is ten."],
+]
 PASSAGES = [" ".join(sentences) for sentences in SENTENCES]
 QUESTION = "Where is Paris?"
 

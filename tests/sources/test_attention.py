@@ -69,7 +69,8 @@ def test_value_mass_equals_eager_weights_times_value_norms(tiny) -> None:
     ids = torch.as_tensor(np.concatenate([prompt.ids, answer_ids]))[None]
     try:
         with torch.no_grad():
-            weights = torch.stack(eager(ids, output_attentions=True).attentions, 1)[0]  # [layers, heads, n, n]
+            # [layers, heads, n, n]
+            weights = torch.stack(eager(ids, output_attentions=True).attentions, 1)[0]
     finally:
         for hook in hooks:
             hook.remove()
@@ -78,7 +79,8 @@ def test_value_mass_equals_eager_weights_times_value_norms(tiny) -> None:
     norms = torch.stack([v.reshape(len(v), -1, head_dim).norm(dim=-1).T for v in values])  # [layers, kv, n]
     norms = norms.repeat_interleave(groups, dim=1)  # query head h reads key/value head h // groups
     n_prompt = len(prompt.ids)
-    weighted = (weights * norms[:, :, None, :])[:, :, n_prompt - 1 : n_prompt + 2]  # rows predicting the answer
+    # The rows whose queries predict the answer tokens.
+    weighted = (weights * norms[:, :, None, :])[:, :, n_prompt - 1 : n_prompt + 2]
     for index, (start, end) in enumerate(prompt.spans):
         expected = weighted[..., start:end].sum(-1) / weighted.sum(-1)
         np.testing.assert_allclose(reduced.value_mass[..., index], expected.numpy(), atol=1e-5, rtol=0)
