@@ -194,3 +194,33 @@ def test_ab_rewrite_is_paired_and_reports_answers_and_logprobs(tiny) -> None:
     assert len(export_rows(base)) == 3 * 2 * 3 and json.dumps(data)
     with pytest.raises(PromptError, match="No passage has the id"):
         with_passage(base_study, "nope", "x")
+
+
+def test_cli_study_writes_passages_positions_rows_and_variant(tmp_path, tiny_model_dir) -> None:
+    from attnviz.cli import main
+
+    passages = tmp_path / "passages.jsonl"
+    passages.write_text("\n".join(json.dumps({"id": i, "text": t}) for i, t in PASSAGES) + "\n")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"question": "Capital of France?", "answer": "Paris"}\n{"question": "Who sleeps?"}\n')
+    rewrite = tmp_path / "tram.txt"
+    rewrite.write_text("Trams now reach the harbour.")
+    out = tmp_path / "study.json"
+    model = str(tiny_model_dir("llama"))
+    args = ["study", "--cases", str(cases), "--passages", str(passages), "--orders", "2", "--seed", "1"]
+    args += ["--method", "ablation"]  # leave-one-out: no calibration of the tiny model's heads (minutes)
+    assert main([*args, "--variant", f"tram={rewrite}", "--model", model, "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [sorted(p) for p in data["passages"]][0] == sorted(
+        ["id", "mean_share", "low", "high", "top1_rate", "questions", "leads"]
+    )
+    assert {p["id"] for p in data["passages"]} == {"paris", "otters", "tram"}
+    assert [p["position"] for p in data["positions"]] == [0, 1, 2]
+    assert all(p["low"] <= p["mean_share"] <= p["high"] for p in data["passages"] + data["positions"])
+    assert data["method"] == "ablation" and "nats" in data["measure"] and len(data["rows"]) == 2 * 2 * 3
+    assert {"question", "order", "passage", "position", "share", "top1"} <= set(data["rows"][0])
+    assert data["rows"][0]["answer_origin"] == "given" and data["rows"][-1]["answer_origin"] == "generated"
+    variant = data["variant"]
+    assert variant["passage"] == "tram" and len(variant["deltas"]) == 2
+    assert variant["delta"]["low"] <= variant["delta"]["mean"] <= variant["delta"]["high"]
+    assert main([*args, "--variant", "nope=x.txt", "--model", model, "--out", str(out)]) == 2
