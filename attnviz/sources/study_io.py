@@ -16,6 +16,8 @@ from pathlib import Path, PurePath
 from attnviz.sources.passages import MAX_PASSAGES, PassageError
 from attnviz.sources.study import MEASURES, Comparison, Study, StudyCase, StudyResult
 
+DEMO_DIR = Path(__file__).resolve().parent / "study_demo"
+DEMO_REWRITE = "festival"  # the demo's A/B: this passage, rewritten in DEMO_DIR / "festival_rewrite.txt"
 MAX_STUDY_QUESTIONS = 200
 STUDY_SUFFIXES = (".jsonl", ".csv")
 ANSWER_SEPARATOR = " | "  # typed questions: "question | answer"
@@ -119,6 +121,16 @@ def read_study(cases: Path, passages: Path | None = None) -> Study:
         return parse_study(cases.name, cases.read_text(encoding="utf-8"), shared)
     except (OSError, UnicodeDecodeError) as error:
         raise PassageError(f"Could not read the study: {error}") from None
+
+
+def demo_study() -> Study:
+    """The demo study shipped with attnviz (see ``study_demo/README.md``)."""
+    return read_study(DEMO_DIR / "cases.jsonl", DEMO_DIR / "passages.jsonl")
+
+
+def demo_rewrite() -> tuple[str, str]:
+    """(passage id, rewritten text) of the demo's A/B comparison."""
+    return DEMO_REWRITE, (DEMO_DIR / f"{DEMO_REWRITE}_rewrite.txt").read_text(encoding="utf-8").strip()
 
 
 def typed_study(passage_lines: str, question_lines: str) -> Study:

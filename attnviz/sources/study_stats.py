@@ -65,7 +65,8 @@ class PositionSummary:
 class PairedChange:
     """One passage before and after a rewrite, paired per question (each averaged over the same orders).
 
-    ``deltas`` [questions] are after - before; ``top1_before``/``top1_after`` count the questions it leads.
+    ``shares_before``/``shares_after`` [questions] are its per-question shares; ``top1_before``/``top1_after``
+    count the questions it leads.
     """
 
     passage: str
@@ -73,9 +74,15 @@ class PairedChange:
     before: Interval
     after: Interval
     delta: Interval
-    deltas: np.ndarray
+    shares_before: np.ndarray
+    shares_after: np.ndarray
     top1_before: int
     top1_after: int
+
+    @property
+    def deltas(self) -> np.ndarray:
+        """[questions] after - before."""
+        return self.shares_after - self.shares_before
 
 
 def bootstrap_interval(
@@ -155,7 +162,8 @@ def paired_change(before: Sequence[Row], after: Sequence[Row], passage: str, see
         before=bootstrap_interval(old_values, seed=seed),
         after=bootstrap_interval(new_values, seed=seed),
         delta=bootstrap_interval(new_values - old_values, seed=seed),
-        deltas=new_values - old_values,
+        shares_before=old_values,
+        shares_after=new_values,
         top1_before=sum(lead_before.get(q) == passage for q in questions),
         top1_after=sum(lead_after.get(q) == passage for q in questions),
     )
