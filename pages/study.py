@@ -52,13 +52,13 @@ def run(request: StudyRequest, loaded: LoadedModel) -> tuple[StudyResult, Compar
     return results[0], comparison
 
 
-def passage_table(result: StudyResult) -> pd.DataFrame:
+def passage_table(result: StudyResult, value_name: str) -> pd.DataFrame:
     """One row per passage: share with its interval, top-1 rate, the questions it leads (numbered from 1), text."""
     return pd.DataFrame(
         [
             {
                 "passage": s.passage,
-                "mean share": round(s.share.mean, 4),
+                f"mean {value_name}": round(s.share.mean, 4),
                 "95% low": round(s.share.low, 4),
                 "95% high": round(s.share.high, 4),
                 "top-1 rate": round(s.top1_rate, 3),
@@ -141,7 +141,7 @@ st.caption(
     "Intervals: 95% bootstrap over questions, each question's orders averaged first."
 )
 st.subheader("By passage")
-st.dataframe(passage_table(result), hide_index=True, width="stretch")
+st.dataframe(passage_table(result, value_name), hide_index=True, width="stretch")
 st.plotly_chart(passage_share_figure(result.passages, value_name), key="study_chart_passages")
 st.subheader("By position")
 st.caption("Share of whichever passage sits at each position: a flat curve means placement does not matter.")
@@ -151,7 +151,7 @@ st.dataframe(
         [
             {
                 "position": p.position + 1,
-                "mean share": round(p.share.mean, 4),
+                f"mean {value_name}": round(p.share.mean, 4),
                 "95% low": round(p.share.low, 4),
                 "95% high": round(p.share.high, 4),
                 "questions": p.share.n,

@@ -59,8 +59,8 @@ def test_typed_study_with_rewrite_shows_tables_plots_and_exports(tiny_model_dir)
     assert [s.value for s in at.subheader] == ["By passage", "By position", "A/B rewrite", "Export"]
     table = at.dataframe[0].value
     assert sorted(table["passage"]) == ["P1", "P2", "P3"]
-    assert (table["95% low"] <= table["mean share"]).all() and (
-        table["mean share"] <= table["95% high"]
+    assert (table["95% low"] <= table["mean log-prob drop (nats)"]).all() and (
+        table["mean log-prob drop (nats)"] <= table["95% high"]
     ).all()
     assert any("2 questions × 2 orders (rotation" in c.value for c in at.caption)
     assert any(t.value.startswith("share ") and "over 2 questions; top-1 in" in t.value for t in at.text)
