@@ -1,4 +1,4 @@
-"""Command line: ``python -m attnviz models | prepare | trace | attribute``."""
+"""Command line: ``python -m attnviz models | prepare | trace | attribute | study``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from attnviz.models.registry import BUILTINS, DEFAULT_MODEL, describe_builtins
 from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import GRANULARITIES
+from attnviz.sources.study import ORDER_KINDS, STUDY_METHODS, compare, run_study, with_passage
+from attnviz.sources.study_io import export_json, read_study
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.trace import trace
 
@@ -121,6 +123,39 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variant(spec: str) -> tuple[str, str]:
+    """``PASSAGE_ID=FILE`` -> (passage id, the rewritten text read from FILE)."""
+    passage_id, sep, path = spec.partition("=")
+    if not sep or not passage_id or not path:
+        raise PromptError(f"--variant takes PASSAGE_ID=FILE, not {spec!r}")
+    try:
+        return passage_id, Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PromptError(f"Could not read the rewritten passage from {path}: {error}") from None
+
+
+def _study(args: argparse.Namespace) -> int:
+    """Run a citation study (and its A/B rewrite, if asked) and write passages, positions, rows and variant as JSON."""
+    study = read_study(args.cases, args.passages)
+    variant = None if args.variant is None else _variant(args.variant)
+    edited = None if variant is None else with_passage(study, *variant)
+    loaded = _load(args)
+
+    def say(label: str) -> Callable[[float, str], None]:
+        return lambda done, what: print(f"[{label}] {what}", file=sys.stderr, flush=True)
+
+    options = {"n_orders": args.orders, "order_kind": args.order_kind, "seed": args.seed}
+    options["method"] = args.method
+    result = run_study(loaded, study, progress=say("study"), **options)
+    comparison = None
+    if edited is not None and variant is not None:
+        rewritten = run_study(loaded, edited, progress=say("study B"), **options)
+        comparison = compare(result, rewritten, variant[0])
+    args.out.write_text(json.dumps(export_json(result, comparison), indent=2), encoding="utf-8")
+    print(f"wrote {args.out}: {len(result.runs)} runs in {result.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
     attribute_cmd.add_argument(
         "--granularity", choices=GRANULARITIES, default="passage", help="attribute to whole passages or sentences"
     )
+    study_cmd = commands.add_parser(
+        "study", help="a citation study: many questions, each with its passages in K orders, with intervals"
+    )
+    study_cmd.add_argument(
+        "--cases", required=True, type=Path,
+        help=".jsonl/.csv: question, optional answer (teacher-forced), optional passage_ids or passages per record",
+    )  # fmt: skip
+    study_cmd.add_argument("--passages", type=Path, help="shared passages, .jsonl/.csv with id and text")
+    study_cmd.add_argument("--orders", type=int, default=3, help="passage orders per question (default 3)")
+    study_cmd.add_argument(
+        "--order-kind", choices=ORDER_KINDS, default="random", help="random permutations or rotations"
+    )
+    study_cmd.add_argument("--seed", type=int, default=0, help="seed of the random orders and the bootstrap")
+    study_cmd.add_argument(
+        "--variant", help="PASSAGE_ID=FILE: rerun with that passage rewritten, paired per question"
+    )
+    study_cmd.add_argument(
+        "--method", choices=STUDY_METHODS, default="attention", help="calibrated heads or ablation"
+    )
+    study_cmd.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
+    study_cmd.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    study_cmd.add_argument(
+        "--out", required=True, type=Path, help="output .json: passages, positions, rows, variant"
+    )
     return parser
 
 
@@ -164,6 +223,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": _prepare,
     "trace": _trace,
     "attribute": _attribute,
+    "study": _study,
 }
 
 

@@ -35,6 +35,10 @@ PAGES = (
         "pages/sources.py", "Sources",
         "Which passages of a context an answer was read from, by attention and by ablation, and how faithful.",
     ),
+    PageEntry(
+        "pages/study.py", "Study",
+        "Many questions over the same passages in several orders: which passages answers draw on, position bias, A/B rewrites.",
+    ),
     PageEntry("pages/bertviz_views.py", "bertviz views", "bertviz's head and model views of our traces, offline."),
 )  # fmt: skip
 
