@@ -10,14 +10,10 @@ import torch
 
 from attnviz.learn import figures as learn_figures
 from attnviz.learn import lessons, variants
-from attnviz.learn.walkthrough import (
-    MASK_CHOICES,
-    MAX_MODEL_TOKENS,
-    MAX_TOY_WORDS,
-    Walkthrough,
-    WalkthroughError,
-    steps,
-)
+from attnviz.learn.recompute import MAX_MODEL_TOKENS
+from attnviz.learn.steps import steps
+from attnviz.learn.toy import MAX_TOY_WORDS
+from attnviz.learn.walkthrough import MASK_CHOICES, Walkthrough, WalkthroughError
 from attnviz.masks import builders as masks
 from attnviz.views.figures import attention_heatmap, mask_heatmap, visible_text
 from ui import cache
