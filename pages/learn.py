@@ -111,7 +111,10 @@ def model_check(model: str, sentence: str, mask: str, walk: Walkthrough) -> None
     note = "" if walk.scale != 1.0 and walk.temperature == 1.0 else " (checked at the model's own scale)"
     text = (
         f"Recomputed weights of all {check.n_heads} heads vs the model's own: max |difference| = "
-        f"{check.weights_max_abs_diff:.1e}; attention output: {check.output_max_abs_diff:.1e}{note}."
+        f"{check.weights_max_abs_diff:.1e}; attention output: {check.output_max_abs_diff:.1e}{note}. "
+        f"Both run in the model's dtype, {check.dtype}, and must agree within {check.weights_tolerance:.0e} "
+        f"(weights) and {check.output_tolerance:.0e} (output)"
+        + ("." if check.dtype == "float32" else f": {check.dtype} keeps fewer significant bits than float32.")
     )
     (st.success if check.passed else st.error)(plain(text), icon="✅" if check.passed else "🚫")
 

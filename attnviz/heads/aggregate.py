@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.hooks import AttentionCall, Hooks, Site, Stack
 from attnviz.tracing.trace import StackView, Trace, forward, trace_inputs
@@ -129,7 +130,8 @@ def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -
     if problems:
         raise problems[0]
     sites = sorted(found, key=lambda s: s.layer)
-    return ValueNorms(stack, tuple(s.layer for s in sites), torch.stack([found[s] for s in sites]).cpu().numpy())
+    norms = devices.stack_across([found[s] for s in sites]).cpu().numpy()
+    return ValueNorms(stack, tuple(s.layer for s in sites), norms)
 
 
 def norm_weighted(attention: np.ndarray, norms: np.ndarray) -> np.ndarray:

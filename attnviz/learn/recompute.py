@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 
 from attnviz.learn.walkthrough import PAD_LABEL, Walkthrough, WalkthroughError, attend, mask_for
@@ -63,7 +64,11 @@ def first_layer(
     scaled: bool = True,
     temperature: float = 1.0,
 ) -> Walkthrough:
-    """The loaded decoder's first attention layer recomputed by hand from its own modules and weights."""
+    """The loaded decoder's first attention layer recomputed by hand from its own modules and weights.
+
+    Every step runs on the model's device and in its dtype (bfloat16 rounds as the model's own pass
+    does); the matrices come back as float32 numpy arrays.
+    """
     backbone, layer = first_layer_modules(loaded)
     ids = model_ids(loaded, sentence)
     allowed, padding = mask_for(mask_choice, len(ids))
@@ -75,10 +80,10 @@ def first_layer(
     # with like: a different thread count can round a matmul differently.
     threads = devices.cpu_threads_for(len(ids), loaded.device)
     with loaded.lock, torch.inference_mode(), threads:
-        input_ids = torch.tensor([ids])
-        embeddings = backbone.embed_tokens(input_ids).float()
+        input_ids = torch.tensor([ids], device=loaded.device)
+        embeddings = backbone.embed_tokens(input_ids)
         x = layer.input_layernorm(embeddings)
-        cos, sin = backbone.rotary_emb(x, torch.arange(len(ids))[None])
+        cos, sin = backbone.rotary_emb(x, torch.arange(len(ids), device=x.device)[None])
         q_raw = attn.q_proj(x).view(1, len(ids), -1, head_dim).transpose(1, 2)
         k_raw = attn.k_proj(x).view(1, len(ids), -1, head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(1, len(ids), -1, head_dim).transpose(1, 2)[0]
@@ -91,7 +96,12 @@ def first_layer(
     return Walkthrough(
         source=loaded.info.name, tokens=tokens + (PAD_LABEL,) * padding, padding=padding,
         mask_choice=mask_choice, mask=allowed, scale=scale, temperature=temperature, n_heads=q.shape[1],
-        n_kv_heads=k.shape[1], embeddings=embeddings[0].cpu().numpy(), x=x[0].cpu().numpy(), q_raw=q_raw[0].cpu().numpy(),
-        k_raw=k_raw[0].cpu().numpy(), q=q[0].cpu().numpy(), k=k[0].cpu().numpy(), v=v.cpu().numpy(), scores=scores.cpu().numpy(),
-        weights=weights.cpu().numpy(), head_outputs=heads.cpu().numpy(), concat=concat.cpu().numpy(), output=output.cpu().numpy(),
+        n_kv_heads=k.shape[1], embeddings=_array(embeddings[0]), x=_array(x[0]), q_raw=_array(q_raw[0]),
+        k_raw=_array(k_raw[0]), q=_array(q[0]), k=_array(k[0]), v=_array(v), scores=_array(scores),
+        weights=_array(weights), head_outputs=_array(heads), concat=_array(concat), output=_array(output),
     )  # fmt: skip
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A float32 numpy copy (numpy has no bfloat16; float32 holds every bfloat16 value exactly)."""
+    return tensor.float().cpu().numpy()

@@ -106,11 +106,16 @@ def mask_for(choice: str, n_real: int) -> tuple[np.ndarray, int]:
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: np.ndarray, scale: float, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scores [H, n, n], weights [H, n, n] and head outputs [H, n, d_h], K/V shared by groups of query heads."""
+    """Scores [H, n, n], weights [H, n, n] and head outputs [H, n, d_h], K/V shared by groups of query heads.
+
+    As in the model's own attention, scores stay in the activations' dtype, the softmax runs in at
+    least float32, and the weights go back to that dtype before they meet the values.
+    """
     if temperature <= 0:
         raise WalkthroughError("The temperature must be positive.")
     groups = q.shape[0] // k.shape[0]
     k_shared, v_shared = k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)
     scores = q @ k_shared.transpose(-1, -2)
-    weights = variants.masked_softmax(scores * (scale / temperature), mask)
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)
+    weights = variants.masked_softmax((scores * (scale / temperature)).to(softmax_dtype), mask).to(q.dtype)
     return scores, weights, weights @ v_shared

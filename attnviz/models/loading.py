@@ -88,10 +88,15 @@ class LoadedModel:
         """Hash of what results computed with this model depend on: config, weights, tokenizer, chat template.
 
         Weights are sampled (the first and last values of every tensor), which tells apart
-        different checkpoints under one name without reading hundreds of megabytes.
+        different checkpoints under one name without reading hundreds of megabytes. Weights that
+        accelerate offloaded (left on the ``meta`` device) have no values here: their shape and
+        dtype count instead, and the weights kept on a device (embeddings first) still tell checkpoints apart.
         """
         digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
         for name, tensor in self.model.state_dict().items():
+            if tensor.is_meta:
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                continue
             flat = tensor.detach().reshape(-1)
             sample = torch.cat([flat[:64], flat[-64:]]).float().cpu().numpy()
             digest.update(name.encode() + sample.tobytes())
@@ -331,22 +336,33 @@ def load_from_folder_or_hub(source: str, name: str, place: devices.Placement | N
         )  # fmt: skip
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"Could not load '{name}' with safetensors weights: {error}") from error
-    tokenizer = _load_tokenizer(source)
+    return wrap(model, _load_tokenizer(source), name)
+
+
+def wrap(
+    model: transformers.PreTrainedModel, tokenizer: transformers.PreTrainedTokenizerBase | None, name: str
+) -> LoadedModel:
+    """A model already in memory, put in eval mode with our attention attached (the loaders' last step;
+    benchmarks use it for random weights of real shapes built straight on a GPU)."""
+    kind = _kind_of(model.config)
     model.eval()
     try:
         hooks.attach(model, encoder_only=kind == "encoder")
     except (ValueError, NotImplementedError) as error:
         raise ModelLoadError(
-            f"'{name}' ({config.model_type}) does not route attention through transformers' attention "
+            f"'{name}' ({model.config.model_type}) does not route attention through transformers' attention "
             f"interface, so attnviz cannot record it exactly: {error}"
         ) from error
     return LoadedModel(model=model, tokenizer=tokenizer, info=_info(name, model, tokenizer, kind))
 
 
-def load_model(name_or_path: str, progress: Progress | None = None, device: str = "auto") -> LoadedModel:
+def load_model(
+    name_or_path: str, progress: Progress | None = None, device: str = "auto", dtype: str = "auto"
+) -> LoadedModel:
     """Load a built-in name, a local folder, or (online only) a Hugging Face hub id onto ``device``.
 
     ``device``: auto (``ATTNVIZ_DEVICE`` if set, else CUDA when available, else CPU), cpu, cuda or cuda:N.
+    ``dtype``: auto (float32 on the CPU, bfloat16 on GPUs that support it), float32, bfloat16 or float16.
     """
     report = progress or (lambda message: None)
     name_or_path = name_or_path.strip()
@@ -356,7 +372,7 @@ def load_model(name_or_path: str, progress: Progress | None = None, device: str 
             f"at most {MAX_NAME_CHARS} characters without control characters."
         )
     try:
-        place = devices.placement(device)
+        place = devices.placement(device, dtype)
     except devices.DeviceError as error:
         raise ModelLoadError(str(error)) from None
     if name_or_path in BUILTINS:
