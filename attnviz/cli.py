@@ -64,7 +64,8 @@ def _prompt_text(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> LoadedModel:
-    loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr), device=args.device)
+    say = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    loaded = load_model(args.model, progress=say, device=args.device, dtype=args.dtype)
     print(f"running on {loaded.device_label}", file=sys.stderr)
     return loaded
 
@@ -179,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(memory-bounded: prompts up to the model's context length)",
     )  # fmt: skip
     trace_cmd.add_argument("--device", default="auto", help="auto (default; ATTNVIZ_DEVICE overrides), cpu, cuda, cuda:N")
+    trace_cmd.add_argument(
+        "--dtype", default="auto", help="auto (default: float32 on CPUs, bfloat16 on GPUs), float32, bfloat16, float16"
+    )
     trace_cmd.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
     trace_cmd.add_argument("--out", required=True, type=Path, help="output .npz file")
     attribute_cmd = commands.add_parser("attribute", help="answer questions over passages and attribute the answers")

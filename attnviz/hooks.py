@@ -176,8 +176,8 @@ def _site(module: nn.Module) -> Site:
 
 def _additive(allowed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Turn a boolean allowed-matrix into an additive mask of ``like``'s dtype."""
-    zero = torch.zeros((), dtype=like.dtype)
-    blocked = torch.tensor(torch.finfo(like.dtype).min, dtype=like.dtype)
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    blocked = torch.tensor(torch.finfo(like.dtype).min, dtype=like.dtype, device=like.device)
     return torch.where(allowed.to(like.device), zero, blocked)[None, None]
 
 

@@ -10,14 +10,10 @@ import torch
 
 from attnviz.learn import figures as learn_figures
 from attnviz.learn import lessons, variants
-from attnviz.learn.walkthrough import (
-    MASK_CHOICES,
-    MAX_MODEL_TOKENS,
-    MAX_TOY_WORDS,
-    Walkthrough,
-    WalkthroughError,
-    steps,
-)
+from attnviz.learn.recompute import MAX_MODEL_TOKENS
+from attnviz.learn.steps import steps
+from attnviz.learn.toy import MAX_TOY_WORDS
+from attnviz.learn.walkthrough import MASK_CHOICES, Walkthrough, WalkthroughError
 from attnviz.masks import builders as masks
 from attnviz.views.figures import attention_heatmap, mask_heatmap, visible_text
 from ui import cache
@@ -124,7 +120,10 @@ def model_check(model: str, sentence: str, mask: str, walk: Walkthrough) -> None
     note = "" if walk.scale != 1.0 and walk.temperature == 1.0 else " (checked at the model's own scale)"
     text = (
         f"Recomputed weights of all {check.n_heads} heads vs the model's own: max |difference| = "
-        f"{check.weights_max_abs_diff:.1e}; attention output: {check.output_max_abs_diff:.1e}{note}."
+        f"{check.weights_max_abs_diff:.1e}; attention output: {check.output_max_abs_diff:.1e}{note}. "
+        f"Both run in the model's dtype, {check.dtype}, and must agree within {check.weights_tolerance:.0e} "
+        f"(weights) and {check.output_tolerance:.0e} (output)"
+        + ("." if check.dtype == "float32" else f": {check.dtype} keeps fewer significant bits than float32.")
     )
     (st.success if check.passed else st.error)(plain(text), icon="✅" if check.passed else "🚫")
 

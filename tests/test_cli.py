@@ -100,6 +100,18 @@ def test_text_file_without_summary_writes_full_maps(tmp_path: Path, tiny_model_d
     np.testing.assert_allclose(np.load(out)["attention"], attnviz.trace(tiny("llama"), "hello there").attention, atol=1e-6)
 
 
+def test_trace_in_bfloat16_says_so_and_matches_float32(tmp_path: Path, tiny, tiny_model_dir) -> None:
+    out, text, folder = tmp_path / "bf16.npz", "one two three four five six", str(tiny_model_dir("llama"))
+    result = run_cli("trace", "--model", folder, "--text", text, "--dtype", "bfloat16", "--out", str(out))
+    assert result.returncode == 0 and "running on cpu · bfloat16" in result.stderr, result.stderr
+    reference = attnviz.trace(tiny("llama"), text).attention
+    traced = np.load(out)["attention"]
+    assert not np.array_equal(traced, reference)
+    np.testing.assert_allclose(traced, reference, atol=5e-3)
+    wrong = run_cli("trace", "--model", folder, "--text", "x", "--dtype", "int8", "--out", "x.npz")
+    assert wrong.returncode == 2 and "error: Unknown dtype 'int8': use auto, float32, bfloat16" in wrong.stderr
+
+
 def test_missing_text_file_and_unknown_device_are_readable(tmp_path: Path, tiny_model_dir) -> None:
     folder = str(tiny_model_dir("llama"))
     missing = run_cli("trace", "--model", folder, "--text-file", str(tmp_path / "nope.txt"), "--out", "x.npz")

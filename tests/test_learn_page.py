@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from attnviz.learn import walkthrough
+from attnviz.learn.recompute import first_layer
+from attnviz.learn.steps import steps
+from attnviz.learn.toy import toy
 from attnviz.learn.walkthrough import MASK_CHOICES
 from tests.apptest import open_page
 from ui.navigation import PAGES
@@ -47,8 +49,8 @@ def test_learn_page_comes_right_after_home() -> None:
 def test_toy_steps_predict_reveal_and_numbers() -> None:
     at = open_page("learn")
     assert not at.exception and at.title[0].value.startswith("Learn")
-    walk = walkthrough.toy(SENTENCE, "causal")
-    assert step_through(at) == [s.title for s in walkthrough.steps(walk, 0)]
+    walk = toy(SENTENCE, "causal")
+    assert step_through(at) == [s.title for s in steps(walk, 0)]
     np.testing.assert_allclose(chart_z(at), walk.output, atol=1e-6)  # W_O output, head-independent
     for _ in range(3):
         at.button(key="learn_prev").click().run()
@@ -83,7 +85,7 @@ def test_every_mask_temperature_head_and_scale(mask: str) -> None:
     for _ in range(4):
         at.button(key="learn_next").click().run()
     assert at.subheader[0].value == f"Step 5 of 9: Mask: {mask}"
-    walk = walkthrough.toy(SENTENCE, mask, scaled=False, temperature=2.0)
+    walk = toy(SENTENCE, mask, scaled=False, temperature=2.0)
     np.testing.assert_allclose(chart_z(at), np.where(walk.mask, walk.scaled[1], np.nan), atol=1e-6)
 
 
@@ -103,7 +105,7 @@ def test_model_steps_end_with_the_check(smollm2) -> None:
     assert titles[2] == "Rotary position embedding" and len(titles) == 10
     check = at.success[0].value.replace("\\", "")
     assert "all 9 heads" in check and "max |difference| = 0.0e+00" in check
-    walk = walkthrough.first_layer(smollm2, SENTENCE)
+    walk = first_layer(smollm2, SENTENCE)
     np.testing.assert_allclose(chart_z(at), walk.output, atol=1e-5)
 
 

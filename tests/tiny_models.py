@@ -145,12 +145,15 @@ FAMILIES: dict[str, tuple[type, Callable[[], tf.PretrainedConfig], str | None]] 
 }
 
 
-def save_tiny(family: str, folder: Path) -> Path:
-    """Create the family's tiny model with seeded random weights and save it (safetensors)."""
+def save_tiny(family: str, folder: Path, tokenizer: tf.PreTrainedTokenizerBase | None = None) -> Path:
+    """Create the family's tiny model with seeded random weights and save it (safetensors), with
+    ``tokenizer`` if given (a machine without the built-ins, e.g. a GPU), else the family's built-in one."""
     model_class, make_config, tokenizer_source = FAMILIES[family]
     torch.manual_seed(0)
     model = model_class(make_config()).eval()
     model.save_pretrained(folder, safe_serialization=True)
-    if tokenizer_source is not None:
-        tf.AutoTokenizer.from_pretrained(builtin_folder(tokenizer_source)).save_pretrained(folder)
+    if tokenizer is None and tokenizer_source is not None:
+        tokenizer = tf.AutoTokenizer.from_pretrained(builtin_folder(tokenizer_source))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
     return folder

@@ -28,7 +28,10 @@ from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.heads.stats import HeadStats, head_stats, induction_scores
 from attnviz.heads.summary import Summary, summarise
 from attnviz.hooks import Site, Stack
-from attnviz.learn.walkthrough import Verification, Walkthrough, first_layer, toy, verify
+from attnviz.learn.recompute import first_layer
+from attnviz.learn.toy import toy
+from attnviz.learn.verify import Verification, verify
+from attnviz.learn.walkthrough import Walkthrough
 from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.models.loading import LoadedModel, model_name
 from attnviz.tracing.batching import Request, TraceQueue, Turns

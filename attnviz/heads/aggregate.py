@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from attnviz.hooks import AttentionCall, Hooks, Site, Stack
+from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
 from attnviz.tracing.inputs import trace_inputs
@@ -157,7 +158,8 @@ def value_norms(loaded: LoadedModel, trace: Trace, stack: Stack | None = None) -
     if problems:
         raise problems[0]
     sites = sorted(found, key=lambda s: s.layer)
-    return ValueNorms(stack, tuple(s.layer for s in sites), torch.stack([found[s] for s in sites]).cpu().numpy())
+    norms = devices.stack_across([found[s] for s in sites]).cpu().numpy()
+    return ValueNorms(stack, tuple(s.layer for s in sites), norms)
 
 
 def norm_weighted(attention: np.ndarray, norms: np.ndarray) -> np.ndarray:

@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from attnviz.learn.lessons import Cost, PositionSimilarity, Saturation
+from attnviz.learn.steps import Matrix
 from attnviz.learn.variants import TileState
-from attnviz.learn.walkthrough import Matrix
 from attnviz.views.figures import safe_label
 
 MAX_TEXT_COLUMNS = 18  # wider matrices (a model's 64-dimension heads) show numbers on hover only

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnviz.learn import variants, walkthrough
+from attnviz.learn import variants
+from attnviz.learn.toy import toy
 from attnviz.masks import builders as masks
 
 
@@ -47,7 +48,7 @@ class CrossAttention:
 
 def toy_cross_attention(sentence: str, source: str) -> CrossAttention:
     """The toy's heads with queries from ``sentence`` and keys/values from ``source`` (a translator's view)."""
-    target, context = walkthrough.toy(sentence, "none"), walkthrough.toy(source, "none")
+    target, context = toy(sentence, "none"), toy(source, "none")
     matrices = (torch.tensor(m) for m in (target.w_q, target.w_k, target.w_v, target.w_o))
     _, weights = variants.multi_head(
         torch.tensor(target.x), torch.tensor(context.x), *matrices, target.n_heads

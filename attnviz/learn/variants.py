@@ -17,16 +17,16 @@ import torch
 Mask = torch.Tensor | np.ndarray | None
 
 
-def _mask_tensor(mask: Mask) -> torch.Tensor | None:
-    """A boolean torch mask (numpy masks from attnviz.masks.builders are accepted)."""
+def _mask_tensor(mask: Mask, device: torch.device) -> torch.Tensor | None:
+    """A boolean torch mask on ``device`` (numpy masks from attnviz.masks.builders are accepted)."""
     if mask is None:
         return None
-    return torch.as_tensor(mask, dtype=torch.bool)
+    return torch.as_tensor(mask, dtype=torch.bool, device=device)
 
 
 def masked_softmax(scores: torch.Tensor, mask: Mask = None) -> torch.Tensor:
     """Row softmax of ``scores`` [..., n, m] over allowed keys; rows with no allowed key become zeros."""
-    allowed = _mask_tensor(mask)
+    allowed = _mask_tensor(mask, scores.device)
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
@@ -127,8 +127,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def rotary(x: torch.Tensor, positions: torch.Tensor | np.ndarray, base: float = 10000.0) -> torch.Tensor:
     """Rotary position embedding of ``x`` [..., n, d] at integer ``positions`` [n] (Llama's rotate_half convention)."""
     d = x.shape[-1]
-    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float) / d))
-    angles = torch.as_tensor(positions, dtype=torch.float)[:, None] * inv_freq
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float, device=x.device) / d))
+    angles = torch.as_tensor(positions, dtype=torch.float, device=x.device)[:, None] * inv_freq
     emb = torch.cat((angles, angles), dim=-1)
     return x * emb.cos().to(x.dtype) + rotate_half(x) * emb.sin().to(x.dtype)
 
@@ -171,11 +171,11 @@ def online_softmax_attention(
     if block < 1:
         raise ValueError("block must be at least 1")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    allowed = _mask_tensor(mask)
+    allowed = _mask_tensor(mask, q.device)
     n = q.shape[0]
-    running_max = torch.full((n,), float("-inf"), dtype=q.dtype)
-    running_sum = torch.zeros(n, dtype=q.dtype)
-    output = torch.zeros(n, v.shape[-1], dtype=q.dtype)
+    running_max = torch.full((n,), float("-inf"), dtype=q.dtype, device=q.device)
+    running_sum = torch.zeros(n, dtype=q.dtype, device=q.device)
+    output = torch.zeros(n, v.shape[-1], dtype=q.dtype, device=q.device)
     states = []
     for start in range(0, k.shape[0], block):
         stop = min(start + block, k.shape[0])

@@ -162,7 +162,8 @@ def _run(
     if logits is None:
         return MaskedRun(attention, None, None), outputs.last_hidden_state[0].float()
     logits = logits[0].float()
-    loss = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:]).item() if ids.shape[1] > 1 else None
+    targets = ids[0, 1:].to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits[:-1], targets).item() if ids.shape[1] > 1 else None
     return MaskedRun(attention, top_next_tokens(loaded, logits[-1], top_k), loss), logits
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 DEVICE_ENV = "ATTNVIZ_DEVICE"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Passes of up to this many tokens run on one CPU thread. Measured on 2 cores (SmolLM2 trace): alone,
 # one thread is as fast as two up to about 36 tokens (0.22 s) and 1.2-1.4x slower at 48-64; with another
 # process busy on one core (a browser drawing, another session), two threads waited at every parallel
@@ -61,12 +62,24 @@ def resolve(device: str = "auto") -> torch.device:
     return resolved
 
 
-def placement(device: str = "auto") -> Placement:
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The torch dtype meant by ``dtype``: ``auto`` is float32 on the CPU and bf16 on GPUs that support it."""
+    asked = dtype.strip().lower()
+    if asked == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if asked not in DTYPES:
+        raise DeviceError(f"Unknown dtype '{dtype}': use auto, {', '.join(DTYPES)}.")
+    return DTYPES[asked]
+
+
+def placement(device: str = "auto", dtype: str = "auto") -> Placement:
     """Device, dtype and device map for loading: bf16 on GPUs that support it; spread over several GPUs."""
     resolved = resolve(device)
+    chosen = resolve_dtype(dtype, resolved)
     if resolved.type == "cpu":
-        return Placement(resolved, torch.float32, None)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return Placement(resolved, chosen, None)
+    dtype = chosen
     spread = resolved.index is None and torch.cuda.device_count() > 1 and importlib.util.find_spec("accelerate")
     if spread:
         return Placement(torch.device("cuda", 0), dtype, "auto")
@@ -80,6 +93,13 @@ def describe(model: torch.nn.Module) -> str:
     devices = sorted({f"cuda:{d}" if isinstance(d, int) else str(d) for d in spread.values()}) if spread else []
     where = " + ".join(devices) if len(devices) > 1 else str(next(model.parameters()).device)
     return f"{where} · {str(next(model.parameters()).dtype).removeprefix('torch.')}"
+
+
+def stack_across(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of per-layer tensors that may sit on different devices (layers spread by
+    ``device_map``), all moved to the first one's device."""
+    target = tensors[0].device
+    return torch.stack([tensor.to(target) for tensor in tensors])
 
 
 @contextmanager

@@ -190,13 +190,21 @@ def load_from_folder_or_hub(
         )  # fmt: skip
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"Could not load the safetensors weights of '{name}'.") from error
-    tokenizer = _load_tokenizer(source)
+    return wrap(model, _load_tokenizer(source), name)
+
+
+def wrap(
+    model: transformers.PreTrainedModel, tokenizer: transformers.PreTrainedTokenizerBase | None, name: str
+) -> LoadedModel:
+    """A model already in memory, put in eval mode with our attention attached (the loaders' last step;
+    benchmarks use it for random weights of real shapes built straight on a GPU)."""
+    kind = _kind_of(model.config)
     model.eval()
     try:
         hooks.attach(model, encoder_only=kind == "encoder")
     except (ValueError, NotImplementedError) as error:
         raise ModelLoadError(
-            f"'{name}' ({config.model_type}) does not route attention through transformers' attention "
+            f"'{name}' ({model.config.model_type}) does not route attention through transformers' attention "
             f"interface, so attnviz cannot record it exactly: {error}"
         ) from error
     return LoadedModel(model=model, tokenizer=tokenizer, info=_info(name, model, tokenizer, kind))
@@ -208,16 +216,19 @@ def model_name(name_or_path: str) -> str:
     return canonical_name(name_or_path)
 
 
-def load_model(name_or_path: str, progress: Progress | None = None, device: str = "auto") -> LoadedModel:
+def load_model(
+    name_or_path: str, progress: Progress | None = None, device: str = "auto", dtype: str = "auto"
+) -> LoadedModel:
     """Load a built-in name, a local folder under ``ATTNVIZ_MODEL_DIRS``, or a Hugging Face hub id onto ``device``
     (hub ids come from the local cache, or are downloaded with ``ATTNVIZ_ONLINE=1``).
 
     ``device``: auto (``ATTNVIZ_DEVICE`` if set, else CUDA when available, else CPU), cpu, cuda or cuda:N.
+    ``dtype``: auto (float32 on the CPU, bfloat16 on GPUs that support it), float32, bfloat16 or float16.
     """
     report = progress or (lambda message: None)
     name = model_name(name_or_path)
     try:
-        place = devices.placement(device)
+        place = devices.placement(device, dtype)
     except devices.DeviceError as error:
         raise ModelLoadError(str(error)) from None
     if name in BUILTINS:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from attnviz.hooks import AttentionCall, Hooks
+from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.sources.passages import PassagePrompt
 from attnviz.tracing.forward import forward
@@ -55,7 +56,8 @@ def _answer_logprobs(logits: torch.Tensor, answer_ids: np.ndarray) -> np.ndarray
     """Log-probability [answer_tokens] of each answer token given everything before it (logits end at the answer)."""
     predicting = logits[0, -(len(answer_ids) + 1) : -1].float()
     logprobs = torch.log_softmax(predicting, dim=-1)
-    return logprobs[torch.arange(len(answer_ids)), torch.as_tensor(answer_ids)].cpu().numpy()
+    targets = torch.as_tensor(answer_ids, device=logprobs.device)[:, None]
+    return logprobs.gather(-1, targets)[:, 0].cpu().numpy()
 
 
 def answer_logprobs(loaded: LoadedModel, prompt_ids: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
@@ -73,38 +75,41 @@ def passage_attention(
     """
     n_prompt = len(prompt.ids)
     n = n_prompt + len(answer_ids)
-    rows = torch.arange(n_prompt - 1, n - 1)
-    membership = torch.zeros(n, len(prompt.spans))
+    predicting = slice(n_prompt - 1, n - 1)  # the queries that predict answer tokens
+    # Made on the input device; a layer on another device (spread by device_map) gets its own copy once.
+    membership = torch.zeros(n, len(prompt.spans), device=loaded.device)
     for index, (start, end) in enumerate(prompt.spans):
         membership[start:end, index] = 1.0
+    memberships = {membership.device: membership}
     mass: dict[int, torch.Tensor] = {}
     value_mass: dict[int, torch.Tensor] = {}
     sink: dict[int, torch.Tensor] = {}
-    in_sources = membership.sum(-1)[:n_prompt]
     token_heads: dict[int, list[int]] = {}
     for layer, head in heads:
         token_heads.setdefault(layer, []).append(head)
-    token_sum = torch.zeros(len(answer_ids), n_prompt)
+    token_sum = torch.zeros(len(answer_ids), n_prompt, device=loaded.device)
 
     def reduce(call: AttentionCall) -> None:
         if call.site.stack != "decoder":
             return
-        weights = call.weights[0, :, rows, :].float()  # [heads, answer, keys]
+        weights = call.weights[0, :, predicting, :].float()  # [heads, answer, keys]
         weighted = weights * call.value[0].float().norm(dim=-1)[:, None, :]
+        on_device = memberships.setdefault(weights.device, membership.to(weights.device))
         layer = call.site.layer
-        mass[layer] = weights @ membership
-        value_mass[layer] = (weighted @ membership) / weighted.sum(-1, keepdim=True).clamp_min(1e-12)
+        mass[layer] = weights @ on_device
+        value_mass[layer] = (weighted @ on_device) / weighted.sum(-1, keepdim=True).clamp_min(1e-12)
         sink[layer] = weights[:, :, 0]
         if layer in token_heads:
-            chosen = weights[token_heads[layer], :, :n_prompt] * in_sources
-            token_sum.add_((chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-12)).sum(0))
+            chosen = weights[token_heads[layer], :, :n_prompt] * on_device.sum(-1)[:n_prompt]
+            shares = chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-12)
+            token_sum.add_(shares.sum(0).to(token_sum.device))
 
     outputs = forward(loaded, _sequence(loaded, prompt.ids, answer_ids), Hooks(record=reduce))
     layers = sorted(mass)
     attention = PassageAttention(
-        mass=torch.stack([mass[layer] for layer in layers]).cpu().numpy(),
-        value_mass=torch.stack([value_mass[layer] for layer in layers]).cpu().numpy(),
-        sink=torch.stack([sink[layer] for layer in layers]).cpu().numpy(),
+        mass=devices.stack_across([mass[layer] for layer in layers]).cpu().numpy(),
+        value_mass=devices.stack_across([value_mass[layer] for layer in layers]).cpu().numpy(),
+        sink=devices.stack_across([sink[layer] for layer in layers]).cpu().numpy(),
         tokens=(token_sum / len(heads)).cpu().numpy() if heads else None,
     )
     return attention, _answer_logprobs(outputs.logits, answer_ids)

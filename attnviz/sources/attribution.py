@@ -107,8 +107,8 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
     pad = generation.pad_token_id if generation.pad_token_id is not None else eos
     with loaded.lock, torch.inference_mode():
         output = loaded.model.generate(
-            torch.as_tensor(prompt_ids)[None],
-            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            torch.as_tensor(prompt_ids, device=loaded.device)[None],
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=loaded.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad,

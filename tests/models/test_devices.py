@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import transformers
 
 import attnviz
 from attnviz.heads.summary import summarise
 from attnviz.models.devices import SMALL_PASS_TOKENS, cpu_threads_for
-from attnviz.models.loading import ModelLoadError
+from attnviz.models.loading import LoadedModel, ModelLoadError
 from attnviz.tracing.thumbnails import thumbnail
 
 
@@ -93,3 +95,26 @@ def test_the_models_forward_sees_one_thread_for_a_short_prompt(tiny, two_threads
     finally:
         handle.remove()
     assert seen == [1, 2]
+
+
+def _offloaded(folder: str, offload_dir: Path) -> transformers.PreTrainedModel:
+    """The tiny llama with its second layer offloaded to disk by accelerate (its weights left on ``meta``)."""
+    on_cpu = ("model.embed_tokens", "model.layers.0", "model.norm", "model.rotary_emb", "lm_head")
+    placement = dict.fromkeys(on_cpu, "cpu")
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        folder, device_map={**placement, "model.layers.1": "disk"}, offload_folder=str(offload_dir)
+    )
+
+
+def test_fingerprint_of_a_model_with_offloaded_weights(tiny, tiny_model_dir, tmp_path: Path) -> None:
+    """Offloaded weights have no values to sample; the fingerprint still comes out, stable, and still tells
+    checkpoints apart by the weights kept on a device."""
+    reference = tiny("llama")
+    folder = str(tiny_model_dir("llama"))
+    first, second = (_offloaded(folder, tmp_path / name) for name in ("a", "b"))
+    assert any(p.is_meta for p in first.parameters())
+    fingerprints = [LoadedModel(m, reference.tokenizer, reference.info).fingerprint for m in (first, second)]
+    assert fingerprints[0] == fingerprints[1] and fingerprints[0] != reference.fingerprint
+    with torch.no_grad():
+        second.model.embed_tokens.weight[0, 0] += 1.0
+    assert LoadedModel(second, reference.tokenizer, reference.info).fingerprint != fingerprints[0]
