@@ -17,7 +17,7 @@ SMALL_CHUNKS = 20_000
 
 def assert_summary_matches_trace(loaded, text: str, chunk_bytes: int) -> None:  # noqa: ANN001 - LoadedModel
     summary = summarise(loaded, text, chunk_bytes=chunk_bytes)
-    full = attnviz.tracing.trace(loaded, text)
+    full = attnviz.trace(loaded, text)
     assert summary.tokens == full.tokens and summary.layers == full.layers and summary.heads == full.heads
     assert summary.thumbnails.shape == (len(full.layers), len(full.heads), 24, 24)
     np.testing.assert_allclose(summary.thumbnails, thumbnail(full.attention), atol=1e-5, rtol=0)
