@@ -1,4 +1,4 @@
-"""Command line: ``python -m attnviz models | prepare | trace | attribute``."""
+"""Command line: ``python -m attnviz models | prepare | trace | attribute | atlas``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.heads.atlas import DEFAULT_PROMPTS, atlas
+from attnviz.heads.corpus import read_corpus, shipped_corpus
 from attnviz.heads.summary import summarise
 from attnviz.models.loading import (
     BUILTINS,
@@ -21,7 +23,7 @@ from attnviz.models.loading import (
     load_model,
 )
 from attnviz.sources.attribution import attribute
-from attnviz.sources.calibration import calibration
+from attnviz.sources.calibration import atlas_retrieval, calibration
 from attnviz.sources.passages import GRANULARITIES
 from attnviz.tracing.trace import PromptError, trace
 
@@ -125,6 +127,24 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _atlas(args: argparse.Namespace) -> int:
+    """Statistics, roles and ablation checks of every head over a corpus, as JSON (cached on disk)."""
+    corpus = shipped_corpus() if args.corpus is None else read_corpus(args.corpus)
+    loaded = _load(args)
+    retrieval = atlas_retrieval(loaded) if loaded.info.has_chat_template else None
+    if retrieval is None:
+        print("no cached retrieval calibration: the retrieval role stays empty (run 'prepare')", file=sys.stderr)
+    start = time.perf_counter()
+    result = atlas(
+        loaded, corpus, prompts=args.prompts, retrieval=retrieval,
+        progress=lambda done, what: print(f"[{done:4.0%}] {what}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    args.out.write_text(json.dumps(result.export(), indent=1), encoding="utf-8")
+    held = ", ".join(f"{role} {len(heads)}" for role, heads in result.roles.items())
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s: heads per role: {held}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     attribute_cmd.add_argument(
         "--granularity", choices=GRANULARITIES, default="passage", help="attribute to whole passages or sentences"
     )
+    atlas_cmd = commands.add_parser("atlas", help="what every head does over a corpus: statistics, roles, ablation")
+    atlas_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
+    atlas_cmd.add_argument(
+        "--corpus", type=Path, default=None,
+        help="a .txt (passages separated by blank lines) or .jsonl ({\"text\": ...} per line); default: the shipped corpus",
+    )  # fmt: skip
+    atlas_cmd.add_argument(
+        "--prompts", type=int, default=DEFAULT_PROMPTS,
+        help=f"natural passages to read (default {DEFAULT_PROMPTS}; generated sequences are added)",
+    )  # fmt: skip
+    atlas_cmd.add_argument("--device", default="auto", help="auto (default; ATTNVIZ_DEVICE overrides), cpu, cuda, cuda:N")
+    atlas_cmd.add_argument("--out", required=True, type=Path, help="output .json file")
     return parser
 
 
@@ -163,6 +195,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "prepare": _prepare,
     "trace": _trace,
     "attribute": _attribute,
+    "atlas": _atlas,
 }
 
 

@@ -69,7 +69,7 @@ class Summary:
         }
 
 
-def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
 
     With m the row's top score, log p = (s − m) + log p_max, so the entropy is
@@ -97,7 +97,7 @@ class StatSums:
         stop, width = start + p.shape[1], p.shape[2]
         queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
         offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
-        self.sums[:, 0] += _entropy_bits(p, scores).sum(1)
+        self.sums[:, 0] += entropy_bits(p, scores).sum(1)
         self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
         self.sums[:, 2] += p[:, :, 0].sum(1)
         rows = torch.arange(max(start, 1), stop, device=p.device)
