@@ -131,7 +131,7 @@ def repeated_random_tokens(loaded: LoadedModel, period: int = 50, seed: int = 0)
     vocab = loaded.info.vocab_size
     generator = np.random.default_rng(seed)
     candidates = generator.permutation(vocab)
-    chosen = [int(i) for i in candidates if int(i) not in special][:period]
+    chosen = [int(i) for i in candidates[~np.isin(candidates, list(special))][:period]]
     bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
     prefix = [int(bos)] if bos is not None else []
     return prefix + chosen + chosen, len(prefix)
