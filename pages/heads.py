@@ -148,8 +148,8 @@ retrieval = atlas_retrieval(loaded) if loaded.info.has_chat_template else None
 with st.expander("Roles: definitions and thresholds", expanded=False):
     st.dataframe(role_table(), hide_index=True)
     st.caption(
-        f"A head holds a role when its mean statistic over the corpus passes the threshold; it may hold several or "
-        f"none. Statistics: " + " ".join(f"**{name}**: {about}" for name, about in STATISTICS.items())
+        "A head holds a role when its mean statistic over the corpus passes the threshold; it may hold several or "
+        "none. Statistics: " + " ".join(f"**{name}**: {about}" for name, about in STATISTICS.items())
     )
     if retrieval is None:
         st.caption("Retrieval stays empty: this model has no cached Sources calibration (run `python -m attnviz prepare`).")
@@ -161,14 +161,18 @@ if st.session_state.get("atlas_key") != key:
     if path.exists():
         st.session_state.atlas_result, st.session_state.atlas_key = load_atlas(path), key
 if "atlas_result" not in st.session_state:
-    st.info(f"Press **Compute atlas**: {prompts} passages plus generated sequences, then the ablation checks.", icon="👆")
-    if st.button("Compute atlas", type="primary", help="Press Stop (top right) to cancel."):
-        result = compute(loaded, corpus, prompts, retrieval, cache.served(model_name).turns)
-        if result is None:
-            st.stop()
-        st.session_state.atlas_result, st.session_state.atlas_key = result, key
-    else:
+    intro = st.empty()
+    with intro.container():
+        st.info(f"Press **Compute atlas**: {prompts} passages plus generated sequences, then the ablation checks.",
+                icon="👆")  # fmt: skip
+        pressed = st.button("Compute atlas", type="primary", help="Press Stop (top right) to cancel.")
+    if not pressed:
         st.stop()
+    intro.empty()
+    result = compute(loaded, corpus, prompts, retrieval, cache.served(model_name).turns)
+    if result is None:
+        st.stop()
+    st.session_state.atlas_result, st.session_state.atlas_key = result, key
 result: Atlas = st.session_state.atlas_result
 
 st.caption(

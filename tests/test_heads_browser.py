@@ -32,7 +32,7 @@ def test_heads_page_draws_the_atlas(chromium, tiny_model_dir, tmp_path) -> None:
         page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)  # role grid, distributions, example map
         assert page.get_by_role("button", name="Download atlas (JSON)").count() == 1
         screenshot(page, "heads_page")
-        legend = page.locator(".js-plotly-plot").first.locator("text.legendtext").all_inner_texts()
+        legend = page.locator(".js-plotly-plot").first.locator("text.legendtext").all_text_contents()
         assert legend and set(legend) <= {*ROLE_NAMES, "none"}  # the grid's legend names the roles
         assert [u for u in blocked if not u.startswith(ICON_HOST)] == []
         context.close()

@@ -41,15 +41,16 @@ def role_grid_figure(atlas: Atlas, selected: tuple[int, int] | None = None) -> g
                 hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>%{customdata[2]}<extra></extra>",
             )
         )  # fmt: skip
-    shapes = []
     if selected is not None:
-        shapes.append(
-            {"type": "rect", "x0": selected[0] - 0.5, "x1": selected[0] + 0.5, "y0": selected[1] - 0.5,
-             "y1": selected[1] + 0.5, "line": {"color": "black", "width": 3}}
+        traces.append(
+            go.Scatter(
+                x=[selected[0]], y=[selected[1]], mode="markers", name="selected", showlegend=False, hoverinfo="skip",
+                marker={"symbol": "square-open", "size": 28, "color": "black", "line": {"width": 3}},
+            )
         )  # fmt: skip
     height = int(np.clip(26 * len(atlas.heads) + 140, 300, 700))
     return styled(
-        traces, height, shapes=shapes, clickmode="event+select", dragmode=False,
+        traces, height, showlegend=True, clickmode="event+select", dragmode=False,
         xaxis=axis("layer", tickvals=list(atlas.layers), ticktext=[f"L{x}" for x in atlas.layers], zeroline=False),
         yaxis=axis("head", tickvals=list(atlas.heads), ticktext=[f"H{h}" for h in atlas.heads], autorange="reversed",
                    zeroline=False),
