@@ -28,7 +28,7 @@ def test_heads_page_computes_on_demand_and_draws_the_atlas(tiny_model_dir, tmp_p
     charts = at.get("plotly_chart")
     assert len(charts) >= 3  # role grid, distributions, the example head's map (and its bar)
     grid = json.loads(charts[0].proto.spec)
-    assert {trace["name"] for trace in grid["data"]} <= {r.name for r in ROLES} | {"none"}
+    assert {trace["name"] for trace in grid["data"]} <= {r.name for r in ROLES} | {"none", "selected"}
     download = at.get("download_button")[0]
     assert download.proto.label == "Download atlas (JSON)"
     assert any("Layer 0, head 0" in s.value for s in at.subheader)
