@@ -1,4 +1,4 @@
-"""Command line: ``python -m attnviz models | prepare | trace | attribute | study``."""
+"""Command line: ``python -m attnviz models | prepare | trace | attribute | study | atlas``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.heads.atlas import DEFAULT_PROMPTS, atlas
+from attnviz.heads.corpus import read_corpus, shipped_corpus
 from attnviz.heads.summary import summarise
 from attnviz.models.loading import LoadedModel, ModelLoadError, load_model
 from attnviz.models.registry import BUILTINS, DEFAULT_MODEL, describe_builtins
 from attnviz.sources.attribution import attribute
-from attnviz.sources.calibration import calibration
+from attnviz.sources.calibration import atlas_retrieval, calibration
 from attnviz.sources.passages import GRANULARITIES
 from attnviz.sources.study import ORDER_KINDS, STUDY_METHODS, compare, run_study, with_passage
 from attnviz.sources.study_io import export_json, read_study
@@ -108,7 +110,7 @@ def _attribute(args: argparse.Namespace) -> int:
         if "answer" in case and not isinstance(case["answer"], str):
             raise PromptError(f"{args.cases} line {number}: 'answer', when given, must be text")
         cases.append(case)
-    loaded = load_model(args.model, progress=lambda message: print(message, file=sys.stderr))
+    loaded = _load(args)
     with args.out.open("w", encoding="utf-8") as out:
         for number, case in enumerate(cases, start=1):
             result = attribute(
@@ -157,6 +159,32 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _atlas(args: argparse.Namespace) -> int:
+    """Statistics, roles and ablation checks of every head over a corpus, as JSON (cached on disk)."""
+    corpus = shipped_corpus() if args.corpus is None else read_corpus(args.corpus)
+    loaded = _load(args)
+    retrieval = atlas_retrieval(loaded) if loaded.info.has_chat_template else None
+    if retrieval is None:
+        print("no cached retrieval calibration: the retrieval role stays empty (run 'prepare')", file=sys.stderr)
+    start = time.perf_counter()
+    result = atlas(
+        loaded, corpus, prompts=args.prompts, retrieval=retrieval,
+        progress=lambda done, what: print(f"[{done:4.0%}] {what}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    args.out.write_text(json.dumps(result.export(), indent=1), encoding="utf-8")
+    held = ", ".join(f"{role} {len(heads)}" for role, heads in result.roles.items())
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s: heads per role: {held}", file=sys.stderr)
+    return 0
+
+
+def _placement_options(command: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``, read by :func:`_load`, for every command that loads a model."""
+    command.add_argument("--device", default="auto", help="auto (default; ATTNVIZ_DEVICE overrides), cpu, cuda, cuda:N")
+    command.add_argument(
+        "--dtype", default="auto", help="auto (default: float32 on CPUs, bfloat16 on GPUs), float32, bfloat16, float16"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m attnviz", description="Record and explain attention.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,10 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write thumbnails [layers, heads, 24, 24] and head_stats [layers, heads, S] instead of full maps "
         "(memory-bounded: prompts up to the model's context length)",
     )  # fmt: skip
-    trace_cmd.add_argument("--device", default="auto", help="auto (default; ATTNVIZ_DEVICE overrides), cpu, cuda, cuda:N")
-    trace_cmd.add_argument(
-        "--dtype", default="auto", help="auto (default: float32 on CPUs, bfloat16 on GPUs), float32, bfloat16, float16"
-    )
+    _placement_options(trace_cmd)
     trace_cmd.add_argument("--target", default=None, help="decoder text for encoder-decoder models")
     trace_cmd.add_argument("--out", required=True, type=Path, help="output .npz file")
     attribute_cmd = commands.add_parser("attribute", help="answer questions over passages and attribute the answers")
@@ -192,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     attribute_cmd.add_argument("--out", required=True, type=Path, help="output .jsonl: adds answer and scores")
     attribute_cmd.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
+    _placement_options(attribute_cmd)
     attribute_cmd.add_argument(
         "--granularity", choices=GRANULARITIES, default="passage", help="attribute to whole passages or sentences"
     )
@@ -215,10 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=STUDY_METHODS, default="attention", help="calibrated heads or ablation"
     )
     study_cmd.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, local folder or hub id")
-    study_cmd.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    _placement_options(study_cmd)
     study_cmd.add_argument(
         "--out", required=True, type=Path, help="output .json: passages, positions, rows, variant"
     )
+    atlas_cmd = commands.add_parser("atlas", help="what every head does over a corpus: statistics, roles, ablation")
+    atlas_cmd.add_argument("--model", required=True, help="built-in name, local folder or hub id")
+    atlas_cmd.add_argument(
+        "--corpus", type=Path, default=None,
+        help="a .txt (passages separated by blank lines) or .jsonl ({\"text\": ...} per line); default: the shipped corpus",
+    )  # fmt: skip
+    atlas_cmd.add_argument(
+        "--prompts", type=int, default=DEFAULT_PROMPTS,
+        help=f"natural passages to read (default {DEFAULT_PROMPTS}; generated sequences are added)",
+    )  # fmt: skip
+    _placement_options(atlas_cmd)
+    atlas_cmd.add_argument("--out", required=True, type=Path, help="output .json file")
     return parser
 
 
@@ -228,6 +266,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "trace": _trace,
     "attribute": _attribute,
     "study": _study,
+    "atlas": _atlas,
 }
 
 

@@ -431,7 +431,7 @@ def run(
         )
     )  # fmt: skip
     progress("model_load_cached and load_gguf, each in fresh processes")
-    from attnviz.models.loading import builtin_folder
+    from attnviz.models.registry import builtin_folder
 
     builtin_folder(MODEL)  # converts once if needed, so every timed cached load is a cache hit
     runs = 1 if quick else LOAD_RUNS

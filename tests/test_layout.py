@@ -14,7 +14,7 @@ CONCEPTS = ("heads", "masks", "sources", "learn")
 # Lower layers first: a module may import its own package and any layer below it.
 LAYERS = {"hooks": 0, "models": 1, "tracing": 2, "heads": 3, "masks": 3, "views": 4, "sources": 5, "learn": 5}
 # Where one concept builds on another (each said in the package docstring).
-BUILDS_ON = {("learn", "masks")}
+BUILDS_ON = {("learn", "masks"), ("sources", "heads")}
 
 
 def _part(module: str) -> str | None:

@@ -28,6 +28,10 @@ PAGES = (
         "Every layer and head of a prompt at a glance, one head in detail, aggregates, head statistics, ablation.",
     ),
     PageEntry(
+        "pages/heads.py", "Heads",
+        "What each head does across a corpus: roles with stated thresholds, distributions, ablation checks.",
+    ),
+    PageEntry(
         "pages/masks.py", "Masks",
         "The masks a model really uses (causal, padding, chat), and masks you build and apply to it.",
     ),

@@ -6,14 +6,16 @@ output is zero for every query; everything downstream is the model's own computa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from attnviz.hooks import Site
+from attnviz.hooks import Hooks, Site
 from attnviz.models.loading import LoadedModel
-from attnviz.tracing.inputs import trace_inputs
+from attnviz.tracing.forward import forward
+from attnviz.tracing.inputs import prompt_inputs, trace_inputs
 from attnviz.tracing.prediction import Prediction, top_next_tokens
 from attnviz.tracing.trace import Trace, record
 
@@ -54,6 +56,22 @@ def next_token(
 ) -> Prediction:
     """Top-``k`` next-token probabilities after the traced prompt, with ``ablate`` heads zeroed."""
     return top_next_tokens(loaded, last_logits(loaded, trace, ablate), k)
+
+
+def token_logprobs(
+    loaded: LoadedModel, ids: Sequence[int], ablate: dict[Site, tuple[int, ...]] | None = None
+) -> np.ndarray:
+    """[n - 1] log-probability of each token ``ids[t]`` given ``ids[:t]``, with ``ablate`` heads zeroed (one pass)."""
+    inputs = prompt_inputs(ids)
+    tokens = inputs["input_ids"]
+    logits = getattr(forward(loaded, inputs, Hooks(ablate=ablate or {})), "logits", None)
+    if logits is None:
+        raise NoPredictionError(
+            f"'{loaded.info.name}' is loaded without a language-model head, so it predicts no token."
+        )
+    logprobs = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+    targets = tokens[0, 1:].to(logprobs.device)
+    return logprobs[torch.arange(len(targets), device=logprobs.device), targets].cpu().numpy()
 
 
 def ablate_heads(

@@ -132,7 +132,7 @@ def repeated_random_tokens(loaded: LoadedModel, period: int = 50, seed: int = 0)
     vocab = loaded.info.vocab_size
     generator = np.random.default_rng(seed)
     candidates = generator.permutation(vocab)
-    chosen = [int(i) for i in candidates if int(i) not in special][:period]
+    chosen = [int(i) for i in candidates[~np.isin(candidates, list(special))][:period]]
     bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
     prefix = [int(bos)] if bos is not None else []
     return prefix + chosen + chosen, len(prefix)
@@ -148,3 +148,16 @@ def induction_scores(loaded: LoadedModel, period: int = 50, seed: int = 0) -> np
         inputs["decoder_input_ids"] = torch.tensor([[0 if start_id is None else int(start_id)]])
     _, recording = record(loaded, inputs)
     return induction_score(recording.weights[stack][0], period, start)
+
+
+def bootstrap(values: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, 2.5th, 97.5th percentile of the mean) over axis 0 of ``values`` [samples, ...], resampling samples.
+
+    NaN everywhere when there are no samples.
+    """
+    if len(values) == 0:
+        nan = np.full(values.shape[1:], np.nan)
+        return nan, nan, nan
+    picks = np.random.default_rng(seed).integers(0, len(values), size=(n, len(values)))
+    low, high = np.percentile(values[picks].mean(axis=1), [2.5, 97.5], axis=0)
+    return values.mean(axis=0), low, high

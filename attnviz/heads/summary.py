@@ -75,7 +75,7 @@ class Summary:
         }
 
 
-def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """-Σ p log2 p per row [heads, rows] from the softmax's own scores, without a log per weight.
 
     With m the row's top score, log p = (s − m) + log p_max, so the entropy is
@@ -87,34 +87,52 @@ def _entropy_bits(p: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return (-torch.log(p_top) - torch.einsum("hqk,hqk->hq", p, centred)) / math.log(2)
 
 
-class _LayerSums:
-    """Running sums of one layer over the chunks of its queries, on that layer's device."""
+class StatSums:
+    """Running sums of :data:`STAT_NAMES` for one layer over the chunks of its queries, on that layer's device.
 
-    def __init__(self, weights: torch.Tensor, n_queries: int, n_keys: int, size: int) -> None:
-        heads = weights.shape[1]
+    Shared by the long-prompt summary and the head atlas (:mod:`attnviz.heads.atlas`), which
+    reduce the same statistics during the forward pass.
+    """
+
+    def __init__(self, heads: int, n_queries: int, n_keys: int, device: torch.device) -> None:
         self.n_queries, self.n_keys = n_queries, n_keys
-        self.thumbnails = ThumbnailSums(heads, n_queries, n_keys, size, weights.device)
-        self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=weights.device)
+        self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=device)
 
-    def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
-        """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
-        p = weights.float()
+    def add(self, p: torch.Tensor, scores: torch.Tensor, start: int) -> None:
+        """Add one chunk: float32 weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
         stop, width = start + p.shape[1], p.shape[2]
-        self.thumbnails.add(p, start)
         queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
         offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
-        self.sums[:, 0] += _entropy_bits(p, scores.float()).sum(1)
+        self.sums[:, 0] += entropy_bits(p, scores).sum(1)
         self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
         self.sums[:, 2] += p[:, :, 0].sum(1)
         rows = torch.arange(max(start, 1), stop, device=p.device)
         rows = rows[rows - 1 < width]
         self.sums[:, 3] += p[:, rows - start, rows - 1].sum(1)
 
+    def finish(self) -> np.ndarray:
+        """Statistics [heads, S] float64 on the host: each sum over the queries it averages."""
+        counts_per_stat = [self.n_queries, self.n_queries, self.n_queries, max(self.n_keys - 1, 1)]
+        return self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
+
+
+class _LayerSums:
+    """Thumbnail and statistic sums of one layer over the chunks of its queries."""
+
+    def __init__(self, weights: torch.Tensor, n_queries: int, n_keys: int, size: int) -> None:
+        heads = weights.shape[1]
+        self.thumbnails = ThumbnailSums(heads, n_queries, n_keys, size, weights.device)
+        self.stats = StatSums(heads, n_queries, n_keys, weights.device)
+
+    def add(self, weights: torch.Tensor, scores: torch.Tensor, start: int) -> None:
+        """Add one chunk: weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
+        p = weights.float()
+        self.thumbnails.add(p, start)
+        self.stats.add(p, scores.float(), start)
+
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """(thumbnails [heads, size, size] float32, statistics [heads, S] float64) on the host."""
-        counts_per_stat = [self.n_queries, self.n_queries, self.n_queries, max(self.n_keys - 1, 1)]
-        stats = self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
-        return self.thumbnails.finish(), stats
+        return self.thumbnails.finish(), self.stats.finish()
 
 
 def summarise(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.heads.roles import RetrievalInputs
 from attnviz.models.loading import LoadedModel
 from attnviz.models.registry import cache_root
 from attnviz.sources.attention import Head, passage_attention, passage_shares
@@ -275,3 +276,17 @@ def calibration(loaded: LoadedModel, progress: Progress | None = None, refresh: 
     staging.write_text(json.dumps(payload))
     staging.replace(path)  # atomic: a concurrent reader never sees half a file
     return result
+
+
+def atlas_retrieval(loaded: LoadedModel, n_cases: int = 12, seed: int = 1) -> RetrievalInputs | None:
+    """The cached retrieval heads and ``n_cases`` fresh synthetic cases as token ids, for the head atlas's
+    retrieval role; None when this model has not been calibrated (the atlas never starts a calibration)."""
+    if not is_calibrated(loaded):
+        return None
+    cases = []
+    for case in synthetic_cases(n_cases, seed):  # seed 1: cases other than the calibration's own
+        prompt = build_prompt(loaded, case.question, case.passages)
+        with loaded.lock:
+            answer = loaded.tokenizer(case.answer_contains, add_special_tokens=False)["input_ids"]
+        cases.append((tuple(int(i) for i in prompt.ids), tuple(int(i) for i in answer)))
+    return RetrievalInputs(calibration(loaded).heads, tuple(cases))
