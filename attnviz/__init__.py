@@ -5,9 +5,14 @@ API ``attnviz.variants``. Importing attnviz puts the Hugging Face hub in offline
 user opts in with ``ATTNVIZ_ONLINE=1`` (see :mod:`attnviz.models.offline`).
 
 One package per concept, imports running down this list only:
-``models`` → ``tracing`` → ``heads``, ``masks``, ``views`` → ``sources``, ``learn``.
+``hooks`` → ``models`` → ``tracing`` → ``heads``, ``masks`` → ``views`` → ``sources``, ``learn``.
+
+The public names load on first use (PEP 562): importing the package itself imports no concept, so
+two threads importing different parts at once (a server's start-up preload and a page's script)
+never wait on each other through a half-initialised package.
 """
 
+import importlib
 import sys
 
 from attnviz.models import offline as _offline
@@ -15,23 +20,33 @@ from attnviz.models import offline as _offline
 _offline.configure()
 
 from attnviz.learn import variants  # noqa: E402
-from attnviz.models.loading import LoadedModel, ModelInfo, ModelLoadError, load_model  # noqa: E402
-from attnviz.models.registry import builtin_models  # noqa: E402
-from attnviz.sources.attribution import attribute  # noqa: E402
-from attnviz.tracing.trace import Trace, trace, trace_batch  # noqa: E402
 
 # `import attnviz.variants` and `from attnviz.variants import ...` keep working: the Learn API's public name.
 sys.modules[f"{__name__}.variants"] = variants
 
-__all__ = [
-    "LoadedModel",
-    "ModelInfo",
-    "ModelLoadError",
-    "Trace",
-    "attribute",
-    "builtin_models",
-    "load_model",
-    "trace",
-    "trace_batch",
-    "variants",
-]
+_PUBLIC = {
+    "LoadedModel": "attnviz.models.loading",
+    "ModelInfo": "attnviz.models.loading",
+    "ModelLoadError": "attnviz.models.loading",
+    "load_model": "attnviz.models.loading",
+    "builtin_models": "attnviz.models.registry",
+    "Trace": "attnviz.tracing.trace",
+    "trace": "attnviz.tracing.trace",
+    "trace_batch": "attnviz.tracing.trace",
+    "attribute": "attnviz.sources.attribution",
+}
+
+__all__ = [*sorted(_PUBLIC), "variants"]
+
+
+def __getattr__(name: str) -> object:
+    """A public name, imported from its module the first time it is asked for."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -116,3 +116,21 @@ def test_nothing_reads_a_folder_beside_the_clone() -> None:
     outside = [f for f in readers if "../shared" in (ROOT / f).read_text(encoding="utf-8") or
                '"shared" / "data"' in (ROOT / f).read_text(encoding="utf-8")]  # fmt: skip
     assert outside == []
+
+
+def test_importing_the_package_imports_no_concept_so_threads_cannot_deadlock() -> None:
+    """The server's preload thread and a page's script import attnviz at once; a package __init__ that pulled
+    in every concept let them wait on each other's half-imported modules (a _DeadlockError in the Heads page)."""
+    script = (
+        "import sys, attnviz\n"
+        "assert not [m for m in sys.modules if m.startswith(('attnviz.tracing', 'attnviz.sources', 'attnviz.heads'))]\n"
+        "import threading\n"
+        "names = ['attnviz.heads.examples', 'ui.cache', 'attnviz.sources.study', 'attnviz.masks.runs']\n"
+        "threads = [threading.Thread(target=__import__, args=(n,)) for n in names]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "assert all(n in sys.modules for n in names), [n for n in names if n not in sys.modules]\n"
+        "print(attnviz.trace.__module__, attnviz.ModelLoadError.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["attnviz.tracing.trace", "ModelLoadError"]
