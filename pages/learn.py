@@ -119,11 +119,10 @@ def model_check(model: str, sentence: str, mask: str, walk: Walkthrough) -> None
         check = cache.walkthrough_check(model, sentence, mask)
     note = "" if walk.scale != 1.0 and walk.temperature == 1.0 else " (checked at the model's own scale)"
     text = (
-        f"Recomputed weights of all {check.n_heads} heads vs the model's own: max |difference| = "
-        f"{check.weights_max_abs_diff:.1e}; attention output: {check.output_max_abs_diff:.1e}{note}. "
-        f"Both run in the model's dtype, {check.dtype}, and must agree within {check.weights_tolerance:.0e} "
-        f"(weights) and {check.output_tolerance:.0e} (output)"
-        + ("." if check.dtype == "float32" else f": {check.dtype} keeps fewer significant bits than float32.")
+        f"Recomputed weights of all {check.n_heads} heads vs the model's own ({check.dtype}): max |difference| "
+        f"{check.weights_max_abs_diff:.1e} (≤ {check.weights_tolerance:.0e}), output "
+        f"{check.output_max_abs_diff:.1e} (≤ {check.output_tolerance:.0e}){note}."
+        + ("" if check.dtype == "float32" else f" {check.dtype} keeps fewer significant bits than float32.")
     )
     (st.success if check.passed else st.error)(plain(text), icon="✅" if check.passed else "🚫")
 
@@ -161,7 +160,7 @@ def step_by_step(walk: Walkthrough, head: int, presenter: bool, model: str, sent
             key=f"learn_m_{step.key}_{matrix.name}",
             config={"displayModeBar": False},
         )
-    if any(m.values.shape[1] > learn_figures.MAX_TEXT_COLUMNS for m in step.matrices):
+    if not presenter and any(m.values.shape[1] > learn_figures.MAX_TEXT_COLUMNS for m in step.matrices):  # no hover on a projector
         st.caption("Too many columns to print every number: hover a cell to read it.")
     if step.key == "softmax":
         reveal_answer(walk, head)

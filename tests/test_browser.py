@@ -30,6 +30,8 @@ def test_direct_page_url_uses_the_app_navigation(chromium, tmp_path: Path) -> No
         sidebar.get_by_role("link", name="Explore", exact=True).wait_for(timeout=60_000)
         links = sidebar.get_by_role("link").all_inner_texts()
         context.close()
-    assert [link.split()[-1] for link in links[:6]] == ["Home", "Learn", "Explore", "Masks", "Sources", "views"]
+    assert [link.split()[-1] for link in links[:8]] == [
+        "Home", "Learn", "Explore", "Heads", "Masks", "Sources", "Study", "views",
+    ]  # fmt: skip
     assert not any("common" in link for link in links)
     assert_no_exceptions_logged(log)

@@ -104,7 +104,7 @@ def test_model_steps_end_with_the_check(smollm2) -> None:
     titles = step_through(at)
     assert titles[2] == "Rotary position embedding" and len(titles) == 10
     check = at.success[0].value.replace("\\", "")
-    assert "all 9 heads" in check and "max |difference| = 0.0e+00" in check
+    assert "all 9 heads" in check and "(float32): max |difference| 0.0e+00 (≤ 1e-05)" in check
     walk = first_layer(smollm2, SENTENCE)
     np.testing.assert_allclose(chart_z(at), walk.output, atol=1e-5)
 

@@ -14,7 +14,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import streamlit
@@ -36,6 +39,16 @@ from benchmarks.schedule import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+
+T = TypeVar("T")
+
+
+def run_alone(coroutine: Coroutine[object, object, T]) -> T:
+    """``asyncio.run`` in a thread of its own: the browser tests' sync Playwright keeps an event loop running in
+    the test thread for the whole session, and asyncio.run refuses to start a second one there."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
 def test_failed_and_late_rounds_count_with_their_time() -> None:
     plan = Plan(seconds=0.0, sources_every=2, round_limit=0.2)
 
@@ -48,7 +61,7 @@ def test_failed_and_late_rounds_count_with_their_time() -> None:
         raise ConnectionError("server went away")
 
     log, in_flight = SessionLog(), InFlight()
-    asyncio.run(rounds(Session(0, 0, lambda r: r < 3, plan, in_flight), log, explore, sources))
+    run_alone(rounds(Session(0, 0, lambda r: r < 3, plan, in_flight), log, explore, sources))
     assert [(r.page, bool(r.problem)) for r in log.rounds] == [
         ("explore", False),
         ("sources", True),
@@ -75,7 +88,7 @@ def test_open_loop_arrivals_keep_their_schedule_however_busy() -> None:
     assert [(s.number, s.first_round) for s in planned] == [(0, 0), (1, 1), (2, 2)]
     logs = [SessionLog() for _ in planned]
     start = lambda s: rounds(s, logs[s.number], explore, explore)  # noqa: E731
-    asyncio.run(on_schedule(planned, start, plan, began))
+    run_alone(on_schedule(planned, start, plan, began))
     assert [len(log.rounds) for log in logs] == [1, 1, 1]
     assert starts == pytest.approx([0.0, 0.1, 0.2], abs=0.05)
     concurrency = in_flight.report()
@@ -95,7 +108,7 @@ def test_protocol_client_times_out_on_a_silent_server() -> None:
                     await client.run("explore", "")
             return time.monotonic() - start
 
-    assert asyncio.run(attempt()) < 5
+    assert run_alone(attempt()) < 5
 
 
 def test_front_end_holds_the_page_scripts_and_plotly() -> None:

@@ -18,7 +18,17 @@ from contextlib import asynccontextmanager
 from streamlit.logger import get_logger
 
 LOGGER = get_logger(__name__)
+# One thread at a time imports torch, transformers and attnviz: transformers' lazy modules are not thread-safe, and
+# a page's script importing them while the preload thread does failed with "cannot import name AttentionInterface".
+IMPORTS = threading.Lock()
 WARM_UP_TEXT = "The server traces this once while it starts."
+
+
+def import_library() -> None:
+    """Import the library (torch, transformers, attnviz, through ``ui.cache``) under :data:`IMPORTS`; at once
+    when it is already imported. The preload thread and every session's script call it first."""
+    with IMPORTS:
+        from ui import cache  # noqa: F401 - the import is the point
 
 
 def preload_names() -> list[str]:
@@ -52,7 +62,8 @@ def preload() -> None:
     """Load and warm up each start-up model in the pages' shared cache; failures are only logged (a page
     that asks for the model shows its error readably)."""
     start = time.perf_counter()
-    from ui import cache  # torch and transformers: the slow imports this thread exists for
+    import_library()  # torch and transformers: the slow imports this thread exists for
+    from ui import cache
 
     for name in preload_names():
         try:
