@@ -124,7 +124,7 @@ def test_unreadable_path_is_refused_not_raised(tmp_path: Path) -> None:
     (locked / "model").mkdir(parents=True)
     locked.chmod(0o700)
     script = (
-        "import os, attnviz\n"
+        "import os, attnviz, attnviz.sources.attribution  # the library imported while its files are readable\n"
         "os.setgid(65534); os.setuid(65534)  # from here on the locked folder is unreadable\n"
         "try:\n    attnviz.load_model(os.environ['NAME'])\n"
         "except attnviz.ModelLoadError as e:\n    print('REFUSED', e)\n"

@@ -37,7 +37,9 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
     queue = TraceQueue(loaded)
     with loaded.lock:  # hold the model so every request waits and they are batched together
         futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
-        assert [queue.ahead_of(f) for f in futures] == [0, 1, 2]
+        ahead = [queue.ahead_of(f) for f in futures]
+        # Waiting in arrival order until the worker takes all three into one pass (then none is ahead of another).
+        assert ahead in ([0, 1, 2], [0, 1, 0], [0, 0, 0]), ahead
     for prompt, future in zip(PROMPTS, futures, strict=True):
         alone = attnviz.trace(loaded, prompt, target=target)
         got = future.result(timeout=120)
