@@ -9,9 +9,6 @@ import streamlit as st
 from ui.navigation import PAGES
 
 if __name__ == "__main__":
-    from ui.startup import import_library
-
-    import_library()  # after the preload thread's imports, never beside them (see ui.startup.IMPORTS)
     # Hidden: each page draws the sidebar links itself (ui.navigation.start_page).
     current = st.navigation(
         [st.Page(page.path, title=page.title, default=page.default) for page in PAGES], position="hidden"

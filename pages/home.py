@@ -1,5 +1,9 @@
 """Landing page: what attnviz is, where to go next, and which models are ready offline."""
 
+from ui.startup import import_library
+
+import_library()  # first: the library is never imported beside the server's preload thread (ui.startup.IMPORTS)
+
 import streamlit as st
 
 from attnviz.models.registry import describe_builtins

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ui.startup import import_library
+
+import_library()  # first: the library is never imported beside the server's preload thread (ui.startup.IMPORTS)
+
 import io
 import math
 

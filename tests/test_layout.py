@@ -118,19 +118,38 @@ def test_nothing_reads_a_folder_beside_the_clone() -> None:
     assert outside == []
 
 
-def test_importing_the_package_imports_no_concept_so_threads_cannot_deadlock() -> None:
-    """The server's preload thread and a page's script import attnviz at once; a package __init__ that pulled
-    in every concept let them wait on each other's half-imported modules (a _DeadlockError in the Heads page)."""
+def test_importing_the_package_imports_no_concept_and_threads_import_the_library_in_turn() -> None:
+    """The server's preload thread and pages' scripts import at once. A package __init__ that pulled in every
+    concept let them deadlock on half-imported modules (the Heads page's _DeadlockError), and transformers' lazy
+    modules fail when two threads import from them ("cannot import name AutoConfig"): the package imports no
+    concept, and ui.startup.import_library takes every import in turn."""
     script = (
-        "import sys, attnviz\n"
+        "import sys, threading, attnviz\n"
         "assert not [m for m in sys.modules if m.startswith(('attnviz.tracing', 'attnviz.sources', 'attnviz.heads'))]\n"
-        "import threading\n"
-        "names = ['attnviz.heads.examples', 'ui.cache', 'attnviz.sources.study', 'attnviz.masks.runs']\n"
-        "threads = [threading.Thread(target=__import__, args=(n,)) for n in names]\n"
+        "from ui.startup import import_library\n"
+        "failed = []\n"
+        "def page():\n"
+        "    try:\n"
+        "        import_library()\n"
+        "    except Exception as problem:\n"
+        "        failed.append(repr(problem))\n"
+        "threads = [threading.Thread(target=page) for _ in range(4)]\n"
         "[t.start() for t in threads]; [t.join() for t in threads]\n"
-        "assert all(n in sys.modules for n in names), [n for n in names if n not in sys.modules]\n"
+        "assert not failed, failed\n"
+        "assert all(m in sys.modules for m in ('attnviz.heads.examples', 'ui.cache', 'attnviz.sources.study'))\n"
         "print(attnviz.trace.__module__, attnviz.ModelLoadError.__name__)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["attnviz.tracing.trace", "ModelLoadError"]
+
+
+def test_every_page_imports_the_library_through_import_library_first() -> None:
+    """A page opened by URL on a fresh server runs without app.py, so each page takes the import turn itself."""
+    for page in sorted((ROOT / "pages").glob("*.py")):
+        body = [n for n in ast.parse(page.read_text(encoding="utf-8")).body
+                if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]  # fmt: skip
+        imports = [n for n in body if isinstance(n, ast.ImportFrom) and n.module != "__future__"]
+        assert imports and imports[0].module == "ui.startup" and imports[0].names[0].name == "import_library", page
+        call = body[body.index(imports[0]) + 1]
+        assert isinstance(call, ast.Expr) and ast.unparse(call) == "import_library()", page

@@ -9,7 +9,9 @@ meanwhile waits for that load instead of starting its own.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -18,17 +20,23 @@ from contextlib import asynccontextmanager
 from streamlit.logger import get_logger
 
 LOGGER = get_logger(__name__)
-# One thread at a time imports torch, transformers and attnviz: transformers' lazy modules are not thread-safe, and
-# a page's script importing them while the preload thread does failed with "cannot import name AttentionInterface".
-IMPORTS = threading.Lock()
+# One thread at a time imports the library: transformers' lazy modules are not thread-safe, and a page's script
+# importing them while the preload thread imported or loaded a model failed with "cannot import name AutoConfig".
+# The preload thread holds it until its model is loaded and warmed up; every session's script takes it first.
+IMPORTS = threading.RLock()
 WARM_UP_TEXT = "The server traces this once while it starts."
 
 
 def import_library() -> None:
-    """Import the library (torch, transformers, attnviz, through ``ui.cache``) under :data:`IMPORTS`; at once
-    when it is already imported. The preload thread and every session's script call it first."""
+    """Import every module of the library (torch, transformers and attnviz) and ``ui.cache`` under
+    :data:`IMPORTS`, so no page's script imports any of them beside another thread; at once when done."""
     with IMPORTS:
-        from ui import cache  # noqa: F401 - the import is the point
+        import attnviz
+
+        for module in pkgutil.walk_packages(attnviz.__path__, "attnviz."):
+            if module.name != "attnviz.__main__":  # the command line itself: it would run
+                importlib.import_module(module.name)
+        importlib.import_module("ui.cache")
 
 
 def preload_names() -> list[str]:
@@ -62,20 +70,22 @@ def preload() -> None:
     """Load and warm up each start-up model in the pages' shared cache; failures are only logged (a page
     that asks for the model shows its error readably)."""
     start = time.perf_counter()
-    import_library()  # torch and transformers: the slow imports this thread exists for
-    from ui import cache
+    # Loading a model imports transformers' model modules too: no page's script imports until it is done.
+    with IMPORTS:
+        import_library()  # torch and transformers: the slow imports this thread exists for
+        from ui import cache
 
-    for name in preload_names():
-        try:
-            cache.served(name)
-        except Exception as problem:  # noqa: BLE001 - any load error is the page's to show
-            LOGGER.warning("Could not preload %s: %s", name, problem)
-            continue
-        try:
-            warm_up(name)
-        except Exception as problem:  # noqa: BLE001 - e.g. a vision model has no text to trace
-            LOGGER.info("%s: no warm-up trace (%s)", name, problem)
-        LOGGER.info("Preloaded %s %.1f s after start-up", name, time.perf_counter() - start)
+        for name in preload_names():
+            try:
+                cache.served(name)
+            except Exception as problem:  # noqa: BLE001 - any load error is the page's to show
+                LOGGER.warning("Could not preload %s: %s", name, problem)
+                continue
+            try:
+                warm_up(name)
+            except Exception as problem:  # noqa: BLE001 - e.g. a vision model has no text to trace
+                LOGGER.info("%s: no warm-up trace (%s)", name, problem)
+            LOGGER.info("Preloaded %s %.1f s after start-up", name, time.perf_counter() - start)
 
 
 @asynccontextmanager

@@ -38,8 +38,9 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
     with loaded.lock:  # hold the model so every request waits and they are batched together
         futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
         ahead = [queue.ahead_of(f) for f in futures]
-        # Waiting in arrival order until the worker takes all three into one pass (then none is ahead of another).
-        assert ahead in ([0, 1, 2], [0, 1, 0], [0, 0, 0]), ahead
+        # In arrival order: the worker may already have taken the first ones into a pass (none of those is ahead
+        # of another), and a later request never jumps ahead of an earlier one.
+        assert ahead[0] == 0 and ahead == sorted(ahead) and ahead[-1] <= 2, ahead
     for prompt, future in zip(PROMPTS, futures, strict=True):
         alone = attnviz.trace(loaded, prompt, target=target)
         got = future.result(timeout=120)
