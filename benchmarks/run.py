@@ -347,9 +347,9 @@ def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: 
         median = {key: statistics.median(v[key] for v in views) for key in ("seconds", "forward", "bytes")}
         n = len(views)
         path = (
-            f"summary path (over the {limit:,}-token full-trace limit: no full maps)"
+            f"long prompt (over the {limit:,}-token limit: its own cache, heads on request)"
             if tokens > limit
-            else "full trace"
+            else "reductions-only first pass, heads recorded when opened"
         )
         rows.append(
             _row(
