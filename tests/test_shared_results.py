@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
-from ui.cache import Prompt, SharedResults, TraceStore
+from ui import cache
+from ui.cache import FirstViewStore, Prompt, SharedResults, TraceStore
 
 
 def test_least_recently_used_result_is_evicted_first() -> None:
@@ -42,3 +44,40 @@ def test_trace_store_keeps_the_most_recent_traces_within_its_byte_budget(tiny_mo
     too_small.future(prompts[0]).result()
     _settled(too_small, 1)
     assert len(too_small) == 0  # a trace larger than the whole budget is served, not kept
+
+
+def test_first_view_store_keeps_the_most_recent_views_within_its_byte_budget(tiny_model_dir) -> None:
+    prompts = [Prompt(str(tiny_model_dir("llama")), text) for text in ("one two", "three four five six", "seven")]
+    sizes = [FirstViewStore(10**9).get(p).nbytes for p in prompts]
+    assert all(size > 0 for size in sizes)
+    store = FirstViewStore(budget=sizes[1] + sizes[2])  # the last two fit, all three do not
+    views = [store.get(p) for p in prompts]
+    assert len(store) == 2 and prompts[0] not in store._done  # the least recently used was evicted
+    assert store.get(prompts[2]) is views[2] and store.get(prompts[1]) is views[1]  # served from the store
+    too_small = FirstViewStore(budget=min(sizes) - 1)
+    assert too_small.get(prompts[0]).summary.n_tokens > 0 and len(too_small) == 0  # served, not kept
+
+
+def test_first_view_store_computes_a_view_once_for_sessions_asking_together(tiny_model_dir, monkeypatch) -> None:
+    computed: list[Prompt] = []
+    started, release = threading.Event(), threading.Event()
+    real = cache._first_view
+
+    def slow_first_view(prompt: Prompt) -> cache.FirstView:
+        computed.append(prompt)
+        started.set()
+        release.wait(10)
+        return real(prompt)
+
+    monkeypatch.setattr(cache, "_first_view", slow_first_view)
+    store, prompt = FirstViewStore(10**9), Prompt(str(tiny_model_dir("llama")), "one two three")
+    results: list[cache.FirstView] = []
+    first = threading.Thread(target=lambda: results.append(store.get(prompt)))
+    first.start()
+    started.wait(10)
+    second = threading.Thread(target=lambda: results.append(store.get(prompt)))
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert computed == [prompt] and len(results) == 2 and results[0] is results[1]

@@ -51,6 +51,7 @@ MAX_TOKENS = int(os.environ.get("ATTNVIZ_MAX_TOKENS", "1024"))
 MAX_LONG_TOKENS = max(MAX_TOKENS, int(os.environ.get("ATTNVIZ_MAX_LONG_TOKENS", "8192")))
 MAX_CHARS = int(os.environ.get("ATTNVIZ_MAX_CHARS", str(8 * MAX_LONG_TOKENS)))  # checked before tokenizing
 TRACE_CACHE_BYTES = int(float(os.environ.get("ATTNVIZ_TRACE_CACHE_MB", "2048")) * 1e6)
+FIRST_VIEW_CACHE_BYTES = int(float(os.environ.get("ATTNVIZ_FIRST_VIEW_CACHE_MB", "1024")) * 1e6)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,11 @@ class FirstView:
     summary: Summary
     inputs: LayerInputs | None
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes it keeps: the summary's arrays and the layer inputs (71 MB at 1,024 SmolLM2 tokens)."""
+        return self.summary.nbytes + (0 if self.inputs is None else self.inputs.nbytes)
+
 
 def _first_view(prompt: Prompt) -> FirstView:
     """One forward pass that keeps no full map: the summary, and each layer's attention input in the model's
@@ -248,21 +254,58 @@ def _first_view(prompt: Prompt) -> FirstView:
     return FirstView(found, kept)
 
 
-@st.cache_resource(show_spinner=False, max_entries=2, ttl=3600)
-def _long_first_view(prompt: Prompt) -> FirstView:
-    """The first view of a prompt over MAX_TOKENS (up to 566 MB of layer inputs at 8,192 tokens: two kept)."""
-    return _first_view(prompt)
+class FirstViewStore:
+    """First views shared by all sessions, least recently used evicted past a byte budget.
+
+    A view keeps from ~2 MB (a class's short prompt) to 566 MB (8,192 tokens), so a count bound
+    either wastes memory or lets a few long prompts hold gigabytes. Sessions asking for a view
+    being computed wait for that one computation instead of starting their own.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._done: LRUCache[Prompt, FirstView] = LRUCache(maxsize=budget, getsizeof=lambda view: view.nbytes)
+        self._pending: dict[Prompt, Future[FirstView]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, prompt: Prompt) -> FirstView:
+        """The first view of ``prompt``: kept, being computed by another session, or computed now."""
+        with self._lock:
+            if prompt in self._done:
+                return self._done[prompt]  # reading it makes it the most recently used
+            waiting = self._pending.get(prompt)
+            if waiting is None:
+                mine = self._pending[prompt] = Future()
+        if waiting is not None:
+            return waiting.result()
+        try:
+            view = _first_view(prompt)
+        except BaseException as error:
+            with self._lock:
+                self._pending.pop(prompt)
+            mine.set_exception(error)
+            raise
+        with self._lock:
+            self._pending.pop(prompt)
+            try:
+                self._done[prompt] = view
+            except ValueError:  # larger than the whole budget: its requester has it, the store does not keep it
+                pass
+        mine.set_result(view)
+        return view
+
+    def __len__(self) -> int:
+        return len(self._done)
 
 
-@st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
-def _short_first_view(prompt: Prompt) -> FirstView:
-    """The first view of a prompt up to MAX_TOKENS (at most ~71 MB each at 1,024 tokens; a class's short prompts ~2 MB)."""
-    return _first_view(prompt)
+@st.cache_resource(show_spinner=False)
+def first_views() -> FirstViewStore:
+    """The one first-view store of this server."""
+    return FirstViewStore(FIRST_VIEW_CACHE_BYTES)
 
 
 def first_view(prompt: Prompt) -> FirstView:
     """What Explore's first screen shows of a summarised prompt (see :func:`summarised`), kept for every session."""
-    return _long_first_view(prompt) if is_long(prompt) else _short_first_view(prompt)
+    return first_views().get(prompt)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
