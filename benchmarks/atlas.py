@@ -3,7 +3,7 @@
 Each measurement runs in a fresh process, so its peak resident memory (VmHWM) is its own, model
 included; :func:`attnviz.heads.atlas.build_atlas` never reads the atlas cache. Targets (issue 26):
 MiniLM ≤ 2 minutes and SmolLM2-135M ≤ 10 minutes on 2 cores with the default corpus (200 passages,
-of which 158 ship) plus the ablation checks. Wall seconds vary with the machine's load: report
+of 305 that ship) plus the ablation checks. Wall seconds vary with the machine's load: report
 ``uptime``'s load average next to them.
 """
 

@@ -15,12 +15,14 @@ from streamlit.delta_generator import DeltaGenerator
 
 from attnviz.heads.ablation import NoPredictionError
 from attnviz.heads.aggregate import AGGREGATES, UnsupportedModelError, sink_share
+from attnviz.heads.compare import Comparison, compare_head
+from attnviz.heads.corpus import PROMPT_TOKENS
 from attnviz.heads.stats import STATISTICS
 from attnviz.hooks import Site
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.prediction import RankChange, rank_changes
 from attnviz.tracing.stacks import STACK_LABELS, stack_view, stacks_of
-from attnviz.views import figures
+from attnviz.views import atlas_figures, figures
 from ui import cache
 from ui.navigation import start_page
 from ui.widgets import (
@@ -276,6 +278,61 @@ def draw_map(matrix: np.ndarray, title: str, prefix: str, value_name: str = "wei
     )  # fmt: skip
 
 
+def comparison_table(comparisons: tuple[Comparison, ...]) -> pd.DataFrame:
+    """The prompt's value, the corpus mean with its interval, and the percentile, one row per statistic."""
+    return pd.DataFrame(
+        {
+            "statistic": [c.statistic for c in comparisons],
+            "this prompt": [c.value for c in comparisons],
+            "corpus mean": [c.mean for c in comparisons],
+            "95% interval": [f"{c.low:.3f} … {c.high:.3f}" for c in comparisons],
+            "percentile": [c.percentile for c in comparisons],
+            "corpus prompts": [len(c.corpus) for c in comparisons],
+        }
+    )
+
+
+def corpus_comparison() -> None:
+    """Where this prompt's statistics of the chosen head fall in its distribution over a cached atlas's corpus."""
+    if not url_toggle(
+        st.container(), "Compare with the corpus", "corpus",
+        "Where this prompt's statistics of this head fall among the head's values over the corpus of the head "
+        "atlas (Heads page) cached for this model.",
+    ):  # fmt: skip
+        return
+    if stack != loaded.main_stack:
+        st.info(f"The head atlas covers {STACK_LABELS[loaded.main_stack]} only: choose it in the sidebar.")
+        return
+    found = cache.corpus_atlas(model_name)
+    if found is None:
+        st.info(
+            "No head atlas of this model is cached yet. Compute one on the Heads page (a few minutes; it is then "
+            "kept on disk), and come back."
+        )
+        st.page_link("pages/heads.py", label="Open the Heads page", query_params={"model": model_name})
+        return
+    with st.spinner("Measuring every head on this prompt…"):
+        prompt_stats = summary.stats() if summarised else cache.statistics(prompt_key, stack)
+    comparisons = compare_head(found, prompt_stats, layer, head)
+    st.plotly_chart(atlas_figures.head_distributions(found, layer, head, comparisons), key="corpus_chart")
+    numbers = {
+        name: st.column_config.NumberColumn(name, format="%.3f") for name in ("this prompt", "corpus mean")
+    }
+    percentile = st.column_config.NumberColumn(
+        "percentile", format="%.0f", help="Share of the corpus prompts below this prompt, in %."
+    )
+    st.dataframe(
+        comparison_table(comparisons), hide_index=True, key="corpus_table",
+        column_config=numbers | {"percentile": percentile},
+    )  # fmt: skip
+    st.caption(
+        f"Corpus: {plain(found.corpus_name)}, {len(found.prompts)} prompts. Boxes: the head's value on each "
+        f"corpus passage (cut to at most {PROMPT_TOKENS} tokens); diamond: their mean with its 95% bootstrap "
+        f"interval; red line: this prompt ({n_tokens} tokens; entropy and distance grow with length). Induction "
+        "and duplicate-token are measured on generated sequences, not on a prompt, so they are left out."
+    )
+
+
 if section == "Heads":
     with st.spinner("Drawing every head…"):
         grid = cache.summary_grid(prompt_key) if summarised else cache.grid(prompt_key, stack)
@@ -288,6 +345,7 @@ if section == "Heads":
         "coloured by √(weight ÷ the head's maximum). Click a head, or pick one in the sidebar, to open it below."
     )
     draw_map(detail, f"Layer {layer}, head {head}", "head")
+    corpus_comparison()
 
 elif section == "Aggregates":
     url_state("aggregate", next(iter(AGGREGATES)), valid=AGGREGATES.__contains__)

@@ -32,8 +32,9 @@ def corpus_choice() -> Corpus | None:
     """The shipped corpus or the user's uploaded .txt/.jsonl (None after a readable warning)."""
     source = st.sidebar.radio(
         "Corpus", ["Shipped passages", "My file"], key="atlas_corpus",
-        help="The shipped corpus is 158 original passages in 17 genres. Your file: .txt with passages separated by "
-        'blank lines, or .jsonl with {"text": ...} per line. Generated sequences are always added.',
+        help="The shipped corpus is 305 passages in 24 genres, original or public-domain (each with its source). "
+        'Your file: .txt with passages separated by blank lines, or .jsonl with {"text": ...} per line. Generated '
+        "sequences are always added.",
     )  # fmt: skip
     if source == "Shipped passages":
         return shipped_corpus()

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from attnviz.heads.atlas import atlas
+from attnviz.heads.corpus import shipped_corpus
 from tests.apptest import open_page
 from ui.cache import induction
 
@@ -135,6 +137,33 @@ def test_ablation_compares_predictions() -> None:
     assert (at.dataframe[0].value["rank without"] == "out of top-k").sum() == (ablated["change"] == "new").sum()
 
 
+def test_a_head_compares_with_the_corpus_of_the_cached_atlas(tiny, tiny_model_dir, tmp_path, monkeypatch) -> None:
+    loaded = tiny("llama")  # first: the tiny model borrows a built-in tokenizer from the real cache
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    model = str(tiny_model_dir("llama"))
+    at = explore(model=model, prompt="one two three four five six seven", layer="1", head="2")
+    at.toggle(key="corpus").set_value(True).run()
+    assert_clean(at)
+    assert at.query_params["corpus"] == "1"
+    assert any("No head atlas of this model" in i.value for i in at.info)  # never built inside Explore
+    link = next(link for link in at.page_link if link.value == "Open the Heads page")
+    assert link.proto.page == "heads" and "model=" in link.proto.query_string
+    built = atlas(loaded, shipped_corpus(), prompts=4)  # what the Heads page caches, on 4 passages
+    at.run()
+    assert_clean(at)
+    table = next(frame.value for frame in at.dataframe if "percentile" in frame.value)
+    assert list(table["statistic"]) == ["entropy", "distance", "first_token", "previous_token"]
+    li = list(built.statistics).index("entropy")
+    assert table["corpus mean"].iloc[0] == pytest.approx(built.mean[1, 2, li])
+    assert ((0 <= table["percentile"]) & (table["percentile"] <= 100)).all()
+    assert (table["corpus prompts"] == 4).all()
+    chart = chart_specs(at)[-1]
+    assert [s["y0"] for s in chart["layout"]["shapes"]] == pytest.approx(list(table["this prompt"]))
+    assert sum(t["type"] == "box" for t in chart["data"]) == 4
+    own = show(at, "Head statistics").dataframe[0].value.set_index(["layer", "head"]).loc[(1, 2)]
+    assert list(table["this prompt"]) == pytest.approx([own[name] for name in table["statistic"]])
+
+
 def test_encoder_model_has_no_prediction_but_everything_else() -> None:
     at = explore(model="minilm-l6", prompt="The bank of the river")
     assert_clean(at)
@@ -189,13 +218,13 @@ def test_every_setting_survives_a_reopen(tiny_model_dir) -> None:
     """Each widget that changes what is drawn is set away from its default; the URL alone reopens all of them."""
     at = explore(model=str(tiny_model_dir("llama")), prompt="one two three four five six seven")
     chosen = {
-        "Heads": {"head_colors": "Magma", "head_log": True, "head_sink": True},
+        "Heads": {"head_colors": "Magma", "head_log": True, "head_sink": True, "corpus": True},
         "Aggregates": {"aggregate": "rollout", "aggregate_colors": "Cividis", "aggregate_sink": True},
         "Head statistics": {"statistic": "previous_token"},
         "Ablation": {"ablate": [(0, 1), (1, 3)], "top_k": 7},
     }
     kinds = {"colors": "selectbox", "log": "toggle", "sink": "toggle", "aggregate": "radio",
-             "statistic": "selectbox", "ablate": "multiselect", "top_k": "slider"}  # fmt: skip
+             "statistic": "selectbox", "ablate": "multiselect", "top_k": "slider", "corpus": "toggle"}  # fmt: skip
     for section, values in chosen.items():
         show(at, section)
         for key, value in values.items():

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -24,6 +25,8 @@ from cachetools import LRUCache
 import attnviz
 from attnviz.heads.ablation import AblationResult, ablate_heads
 from attnviz.heads.aggregate import ValueNorms, aggregate_map, value_norms
+from attnviz.heads.atlas import Atlas, load_atlas
+from attnviz.heads.compare import latest_atlas
 from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.heads.stats import HeadStats, head_stats, induction_scores
 from attnviz.heads.summary import Summary, summarise
@@ -358,6 +361,20 @@ def statistics(prompt: Prompt, stack: Stack) -> HeadStats:
 def induction(model: str) -> np.ndarray:
     """Induction score [layers, heads] of the model's main stack, on repeated random tokens."""
     return induction_scores(load(model))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _stored_atlas(path: Path, modified_ns: int) -> Atlas:
+    """An atlas file read once per version of it (a few MB; shared read-only by every session)."""
+    found = load_atlas(path)
+    for array in (found.values, found.mean, found.low, found.high):
+        array.flags.writeable = False
+    return found
+
+
+def corpus_atlas(model: str) -> Atlas | None:
+    """The newest atlas of this model in the disk cache (built on the Heads page or the CLI), or None."""
+    return latest_atlas(load(model), read=lambda path: _stored_atlas(path, path.stat().st_mtime_ns))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

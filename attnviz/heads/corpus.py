@@ -104,7 +104,7 @@ def read_corpus(path: Path) -> Corpus:
 
 
 def shipped_corpus() -> Corpus:
-    """The natural passages that ship with attnviz (original text written for this project)."""
+    """The natural passages that ship with attnviz (written for it, or public-domain; see corpus/SOURCE.md)."""
     return Corpus(SHIPPED_NAME, parse_corpus(SHIPPED.name, SHIPPED.read_text(encoding="utf-8")).texts)
 
 

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from attnviz.heads.atlas import Atlas
+from attnviz.heads.compare import Comparison
 from attnviz.heads.roles import ROLES
 from attnviz.views.figures import axis, safe_label, styled
 
@@ -58,13 +59,18 @@ def role_grid_figure(atlas: Atlas, selected: tuple[int, int] | None = None) -> g
     )  # fmt: skip
 
 
-def head_distributions(atlas: Atlas, layer: int, head: int) -> go.Figure:
-    """One box per statistic of the head's values over the prompts that measure it, with its mean and 95% interval."""
+def head_distributions(atlas: Atlas, layer: int, head: int, marks: tuple[Comparison, ...] = ()) -> go.Figure:
+    """One box per statistic of the head's values over the prompts that measure it, with its mean and 95% interval.
+
+    With ``marks`` (a prompt against the corpus), only their statistics, each with the prompt's value as a red line.
+    """
     li, hi = atlas.layers.index(layer), atlas.heads.index(head)
-    figure = make_subplots(rows=1, cols=len(atlas.statistics), subplot_titles=atlas.statistics)
-    for si, name in enumerate(atlas.statistics):
+    names = tuple(mark.statistic for mark in marks) or atlas.statistics
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    labels = [safe_label(p.label) for p in atlas.prompts]
+    for column, name in enumerate(names, start=1):
+        si = atlas.statistics.index(name)
         values = atlas.values[:, li, hi, si]
-        labels = [safe_label(p.label) for p in atlas.prompts]
         measured = ~np.isnan(values)
         figure.add_trace(
             go.Box(
@@ -72,7 +78,7 @@ def head_distributions(atlas: Atlas, layer: int, head: int) -> go.Figure:
                 customdata=[labels[i] for i in np.flatnonzero(measured)], showlegend=False,
                 hovertemplate="%{customdata}<br>%{y:.3f}<extra></extra>",
             ),
-            row=1, col=si + 1,
+            row=1, col=column,
         )  # fmt: skip
         mean, low, high = (float(a[li, hi, si]) for a in (atlas.mean, atlas.low, atlas.high))
         figure.add_trace(
@@ -81,7 +87,15 @@ def head_distributions(atlas: Atlas, layer: int, head: int) -> go.Figure:
                 error_y={"type": "data", "symmetric": False, "array": [high - mean], "arrayminus": [mean - low]},
                 showlegend=False, hovertemplate=f"mean {mean:.3f}<br>95% interval {low:.3f}–{high:.3f}<extra></extra>",
             ),
-            row=1, col=si + 1,
+            row=1, col=column,
+        )  # fmt: skip
+    for column, mark in enumerate(marks, start=1):
+        figure.add_hline(
+            y=mark.value, line={"color": "#d62728", "width": 3}, row=1, col=column,
+            annotation={"text": f"this prompt {mark.value:.3f} · percentile {mark.percentile:.0f}",
+                        "font": {"color": "#d62728"}},
         )  # fmt: skip
     figure.update_xaxes(showticklabels=False)
-    return figure.update_layout(height=340, margin={"l": 40, "r": 10, "t": 50, "b": 20}, template="plotly_white")
+    return figure.update_layout(
+        height=340, margin={"l": 40, "r": 10, "t": 50, "b": 20}, template="plotly_white"
+    )

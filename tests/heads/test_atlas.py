@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +15,20 @@ import torch
 
 from attnviz import cli, hooks
 from attnviz.heads import stats
-from attnviz.heads.atlas import STATISTICS, AtlasCancelled, atlas, build_atlas, prompt_statistics
+from attnviz.heads.atlas import (
+    DEFAULT_PROMPTS,
+    STATISTICS,
+    AtlasCancelled,
+    atlas,
+    build_atlas,
+    prompt_statistics,
+)
 from attnviz.heads.corpus import (
+    SHIPPED,
     CorpusError,
     CorpusPrompt,
     corpus_prompts,
+    generated_counts,
     parse_corpus,
     shipped_corpus,
     token_matches,
@@ -178,7 +188,21 @@ def test_corpus_files_parse_and_bad_ones_say_why(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="no passage"):
         parse_corpus("a.txt", "\n\n  \n")
     shipped = shipped_corpus()
-    assert len(shipped.texts) >= 150 and len(set(shipped.texts)) == len(shipped.texts)
+    assert len(shipped.texts) >= DEFAULT_PROMPTS and len(set(shipped.texts)) == len(shipped.texts)
+
+
+def test_the_shipped_corpus_states_sources_and_fills_the_default_atlas(tiny) -> None:
+    rows = [json.loads(line) for line in SHIPPED.read_text(encoding="utf-8").splitlines()]
+    assert all(set(row) == {"genre", "text", "source"} and all(row.values()) for row in rows)
+    genres = {row["genre"] for row in rows}
+    assert len(genres) >= 20 and {row["genre"] for row in rows[: len(genres)]} == genres  # interleaved
+    public = [row["source"] for row in rows if row["source"] != "written for attnviz"]
+    assert public and all(re.search(r"\(1[5-9]\d\d\)", source) for source in public)  # author, work (year)
+    prompts = corpus_prompts(tiny("llama"), shipped_corpus(), DEFAULT_PROMPTS)  # SmolLM2's tokenizer
+    natural = [p for p in prompts if p.kind == "natural"]
+    assert len(natural) == DEFAULT_PROMPTS
+    assert len(prompts) == DEFAULT_PROMPTS + 2 * generated_counts(DEFAULT_PROMPTS)
+    assert np.mean([len(p.ids) for p in natural]) >= 90
 
 
 def test_cli_writes_the_documented_json(tiny_model_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
