@@ -118,7 +118,8 @@ if st.session_state.pop("study_running", False):
     st.warning("The study was stopped before it finished; nothing was kept from it.", icon="⏹️")
 request = study_form(model_name)
 if request is not None:
-    st.button("Stop", help="Stop the study now (the questions done so far are discarded).")
+    stop = st.empty()  # shown only while the study runs
+    stop.button("Stop", help="Stop the study now (the questions done so far are discarded).")
     st.session_state.study_running = True
     try:
         st.session_state.study_result = (model_name, run(request, loaded))
@@ -126,6 +127,7 @@ if request is not None:
         st.session_state.pop("study_result", None)
         warning(str(problem))
     st.session_state.pop("study_running", None)
+    stop.empty()
 shown_model, outcome = st.session_state.get("study_result", (model_name, None))
 if outcome is None:
     st.info(

@@ -66,6 +66,7 @@ def test_typed_study_with_rewrite_shows_tables_plots_and_exports(tiny_model_dir)
     assert any(t.value.startswith("share ") and "over 2 questions; top-1 in" in t.value for t in at.text)
     assert len(at.get("plotly_chart")) == 3
     assert [b.proto.label for b in at.get("download_button")] == ["Download JSON", "Download CSV"]
+    assert "Stop" not in [b.label for b in at.button]  # shown only while the study runs
     # Results stay when a widget changes (no rerun of the model).
     at.radio(key="study_source").set_value("Demo study").run()
     assert not at.exception and "By passage" in [s.value for s in at.subheader]

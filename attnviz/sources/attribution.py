@@ -120,7 +120,7 @@ def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens:
     return answer[:end].astype(np.int64)
 
 
-def _tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
+def tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
     """Token ids of a pasted answer; PromptError if empty or longer than MAX_ANSWER_TOKENS."""
     if not answer.strip():
         raise PromptError(
@@ -135,6 +135,12 @@ def _tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
             f"The pasted answer has {len(ids)} tokens; at most {MAX_ANSWER_TOKENS} can be attributed."
         )
     return ids
+
+
+def answer_text(loaded: LoadedModel, answer_ids: np.ndarray) -> str:
+    """The text of generated answer ids (special tokens dropped, stripped)."""
+    with loaded.lock:
+        return loaded.tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
 
 
 def _stage(progress: Progress | None, start: float, end: float) -> Progress | None:
@@ -174,7 +180,7 @@ def attribute(
         raise PromptError(
             f"'{loaded.info.name}' is not a decoder, so it cannot generate an answer to attribute."
         )
-    pasted = None if answer is None else _tokenize_answer(loaded, answer)
+    pasted = None if answer is None else tokenize_answer(loaded, answer)
     reserve = max_new_tokens if pasted is None else len(pasted)
     prompt = build_prompt(loaded, question, passages, granularity, reserve=reserve)
     seconds: dict[str, float] = {}
@@ -208,12 +214,11 @@ def attribute(
         scores["ablation"] = ablation.drops
         seconds["ablation"] = time.perf_counter() - started
     with loaded.lock:
-        answer_text = loaded.tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
         tokens, _ = display_tokens(loaded.tokenizer, answer_ids)
     return Attribution(
         question=prompt.question,
         passages=prompt.passages,
-        answer=answer_text if answer is None else answer.strip(),
+        answer=answer_text(loaded, answer_ids) if answer is None else answer.strip(),
         answer_ids=answer_ids,
         answer_tokens=tokens,
         prompt=prompt,

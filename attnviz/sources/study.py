@@ -8,6 +8,9 @@ position over questions gives the position-bias curve (:mod:`attnviz.sources.stu
 A given answer is teacher-forced in every order. Without one, the model answers once, in the
 question's first order, and that answer is teacher-forced in the other orders: every order then
 scores the same answer, so a change across orders is the order's doing, not a different answer.
+With the attention method a question's orders are scored together, in batched passes that record
+only the retrieval heads' layers (:func:`attnviz.sources.attention.retrieval_batch`); ablation runs
+each order alone.
 An A/B rewrite (:func:`with_passage`, :func:`compare`) runs the same questions in the same orders.
 """
 
@@ -20,10 +23,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from attnviz.models.loading import LoadedModel
-from attnviz.sources.attention import Head
-from attnviz.sources.attribution import DEFAULT_MAX_NEW_TOKENS, attribute, ranking
+from attnviz.sources.attention import Head, retrieval_batch
+from attnviz.sources.attribution import (
+    DEFAULT_MAX_NEW_TOKENS,
+    answer_text,
+    attribute,
+    generate_answer,
+    passage_scores,
+    ranking,
+    tokenize_answer,
+)
 from attnviz.sources.calibration import calibration
-from attnviz.sources.passages import Progress
+from attnviz.sources.passages import Progress, build_prompt
 from attnviz.sources.study_stats import (
     Interval,
     PairedChange,
@@ -150,6 +161,85 @@ def with_passage(study: Study, passage_id: str, text: str) -> Study:
     return replace(study, passages=edited)
 
 
+Say = Callable[[int, str], None]  # (runs of this question done, what is happening) for one question
+
+
+def _attention_runs(
+    loaded: LoadedModel,
+    study: Study,
+    number: int,
+    placed: Sequence[tuple[str, ...]],
+    heads: Sequence[Head],
+    max_new_tokens: int,
+    say: Say,
+) -> list[Run]:
+    """Question ``number`` in every order of ``placed``: the answer (given, or generated once in the first
+    order) teacher-forced after each order, all orders scored in batched passes (:func:`retrieval_batch`)."""
+    case = study.cases[number]
+    given = None if case.answer is None else tokenize_answer(loaded, case.answer)
+    reserve = max_new_tokens if given is None else len(given)
+    prompts = [
+        build_prompt(loaded, case.question, [study.text(i) for i in ids], reserve=reserve) for ids in placed
+    ]
+    if any(len(prompt.passages) != len(ids) for prompt, ids in zip(prompts, placed, strict=True)):
+        raise PromptError(f"Question {number + 1}: a passage is empty, so positions would not line up.")
+    if given is None:
+        say(0, "generating the answer")
+        answer_ids = generate_answer(loaded, prompts[0].ids, max_new_tokens)
+        if len(answer_ids) == 0:
+            raise PromptError(
+                f"Question {number + 1}: the model gave an empty answer, so there is nothing to score."
+            )
+        answer, origin = answer_text(loaded, answer_ids), "generated"
+    else:
+        answer_ids, answer, origin = given, case.answer.strip(), "given"
+    say(0, f"all {len(placed)} orders")
+    scores, logprobs = retrieval_batch(loaded, prompts, answer_ids, heads)
+    return [
+        Run(
+            number,
+            index,
+            ids,
+            passage_scores(scores[index], "attention"),
+            answer,
+            origin,
+            float(logprobs[index].sum()),
+        )
+        for index, ids in enumerate(placed)
+    ]
+
+
+def _attributed_runs(
+    loaded: LoadedModel,
+    study: Study,
+    number: int,
+    placed: Sequence[tuple[str, ...]],
+    method: str,
+    max_new_tokens: int,
+    say: Say,
+    should_stop: Callable[[], bool],
+) -> list[Run] | None:
+    """Question ``number`` attributed by ``method`` in each order of ``placed``, one order at a time (the answer
+    generated in the first order is teacher-forced in the others); None if stopped before the last order."""
+    case = study.cases[number]
+    answer, origin = case.answer, "given" if case.answer is not None else "generated"
+    done: list[Run] = []
+    for index, ids in enumerate(placed):
+        if index and should_stop():
+            return None
+        say(index, f"order {index + 1} of {len(placed)}")
+        result = attribute(
+            loaded, case.question, [study.text(i) for i in ids], method=method, answer=answer,
+            max_new_tokens=max_new_tokens,
+        )  # fmt: skip
+        if len(result.passages) != len(ids):
+            raise PromptError(f"Question {number + 1}: a passage is empty, so positions would not line up.")
+        answer = result.answer  # generated in the first order, teacher-forced in the others
+        score = result.passage_scores(method)
+        done.append(Run(number, index, ids, score, result.answer, origin, float(result.logprobs.sum())))
+    return done
+
+
 def run_study(
     loaded: LoadedModel,
     study: Study,
@@ -165,8 +255,9 @@ def run_study(
 ) -> StudyResult:
     """Attribute every question of ``study`` in ``n_orders`` orders each (question i's orders seeded by (seed, i)).
 
-    ``heads`` overrides the calibrated retrieval heads; ``progress(done, "question 7 of 24, order 2 of 3")``
-    hears about every run; when ``should_stop()`` turns true the study ends early with the questions done so far.
+    ``heads`` overrides the calibrated retrieval heads; ``progress(done, "question 7 of 24, all 3 orders")``
+    hears about every step (the attention method scores a question's orders together, ablation one order at a
+    time); when ``should_stop()`` turns true the study ends early with the whole questions done so far.
     """
     if method not in STUDY_METHODS:
         raise PromptError(f"Unknown study method {method!r}; choose from {', '.join(STUDY_METHODS)}.")
@@ -175,43 +266,28 @@ def run_study(
     started = time.perf_counter()
     if method == "attention" and heads is None:
         heads = calibration(loaded).heads
+    stop = should_stop or (lambda: False)
     runs: list[Run] = []
     complete = True
+    total = len(study.cases)
     for number, case in enumerate(study.cases):
         planned = orders(len(case.passage_ids), n_orders, order_kind, seed + 7919 * number)
-        answer, origin = case.answer, "given" if case.answer is not None else "generated"
-        done: list[Run] = []
-        for index, order in enumerate(planned):
-            if should_stop is not None and should_stop():
-                complete = False
-                break
+        placed = [tuple(case.passage_ids[i] for i in order) for order in planned]
+        if stop():
+            complete = False
+            break
+
+        def say(index: int, what: str, number: int = number, k: int = len(placed)) -> None:
             if progress is not None:
-                progress(
-                    (number * len(planned) + index) / (len(study.cases) * len(planned)),
-                    f"question {number + 1} of {len(study.cases)}, order {index + 1} of {len(planned)}",
-                )
-            ids = tuple(case.passage_ids[i] for i in order)
-            result = attribute(
-                loaded, case.question, [study.text(i) for i in ids], method=method, answer=answer,
-                heads=heads, max_new_tokens=max_new_tokens,
-            )  # fmt: skip
-            if len(result.passages) != len(ids):
-                raise PromptError(
-                    f"Question {number + 1}: a passage is empty, so positions would not line up."
-                )
-            answer = result.answer  # generated in the first order, teacher-forced in the others
-            done.append(
-                Run(
-                    number,
-                    index,
-                    ids,
-                    result.passage_scores(method),
-                    result.answer,
-                    origin,
-                    float(result.logprobs.sum()),
-                )
-            )
-        if not complete:
+                progress((number * k + index) / (total * k), f"question {number + 1} of {total}, {what}")
+
+        done = (
+            _attention_runs(loaded, study, number, placed, heads, max_new_tokens, say)
+            if method == "attention"
+            else _attributed_runs(loaded, study, number, placed, method, max_new_tokens, say, stop)
+        )
+        if done is None:
+            complete = False
             break
         runs += done
     rows = [row for run in runs for row in run.rows()]

@@ -27,8 +27,10 @@ from attnviz.learn.walkthrough import MASK_CHOICES
 from attnviz.masks import builders as masks
 from attnviz.masks.runs import compare_mask, prompt_tokens
 from attnviz.models.loading import LoadedModel
+from attnviz.sources.attention import retrieval_batch
 from attnviz.sources.attribution import METHODS, attribute
 from attnviz.sources.calibration import calibrate, case_shares, synthetic_cases
+from attnviz.sources.passages import build_prompt
 from attnviz.tracing.stacks import StackView, stack_view
 from attnviz.tracing.trace import trace
 from attnviz.views import bertviz as bv
@@ -105,6 +107,20 @@ def test_attribute_with_each_method(pair: Callable[[str], Pair], method: str) ->
     close(ours.logprobs, reference.logprobs, atol=1e-2)
     atol = 1e-2 if method == "ablation" else WEIGHTS_ATOL  # ablation: log-prob drops, not weights
     close(ours.scores[method], reference.scores[method], atol=atol)
+
+
+def test_retrieval_batch(pair: Callable[[str], Pair]) -> None:
+    """A study's batched orders (left-padded rows) in bf16 against float32."""
+    fp32, bf16 = pair("llama")
+    orders = (PASSAGES, (PASSAGES[2] + " It is old.", PASSAGES[0], PASSAGES[1]))
+    ours, reference = (
+        retrieval_batch(
+            m, [build_prompt(m, "Where is Paris?", p) for p in orders], np.array([5, 6]), [(0, 1), (1, 2)]
+        )
+        for m in (bf16, fp32)
+    )
+    close(ours[0], reference[0])
+    close(ours[1], reference[1], atol=1e-2)
 
 
 def test_generated_answer_runs_in_bf16(pair: Callable[[str], Pair]) -> None:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.sources.attention import PassageAttention, aggregate, passage_attention
+from attnviz.sources import attention
+from attnviz.sources.attention import (
+    PassageAttention,
+    aggregate,
+    passage_attention,
+    retrieval_batch,
+    retrieval_scores,
+)
 from attnviz.sources.passages import build_prompt
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.trace import record
@@ -84,3 +91,31 @@ def test_value_mass_equals_eager_weights_times_value_norms(tiny) -> None:
     for index, (start, end) in enumerate(prompt.spans):
         expected = weighted[..., start:end].sum(-1) / weighted.sum(-1)
         np.testing.assert_allclose(reduced.value_mass[..., index], expected.numpy(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "family", ["llama", "gpt2"]
+)  # GPT-2's learned positions: padding must not shift them
+def test_retrieval_batch_equals_each_prompt_scored_alone(
+    tiny, monkeypatch: pytest.MonkeyPatch, family: str
+) -> None:
+    """A study's orders (and a longer prompt, so rows are left-padded) scored together give what each gives
+    alone: the retrieval heads' scores and the answer's log-probs, also when split into one prompt per pass."""
+    loaded = tiny(family)
+    heads = [(1, 3), (0, 1), (1, 0)]
+    answer_ids = np.array([100, 200, 300])
+    longer = [PASSAGES[0] + " It naps there every single afternoon.", *PASSAGES[1:]]
+    prompts = [build_prompt(loaded, "Where is Paris?", p) for p in (PASSAGES, PASSAGES[::-1], longer)]
+    assert len({len(p.ids) for p in prompts}) > 1  # rows of unequal length: padding is exercised
+    scores, logprobs = retrieval_batch(loaded, prompts, answer_ids, heads)
+    assert scores.shape == (3, 3, len(PASSAGES)) and logprobs.shape == (3, 3)
+    for prompt, batched, batched_logprobs in zip(prompts, scores, logprobs, strict=True):
+        alone, alone_logprobs = passage_attention(loaded, prompt, answer_ids)
+        np.testing.assert_allclose(batched, retrieval_scores(alone, heads), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(batched_logprobs, alone_logprobs, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(attention, "BATCH_SCORE_CELLS", 1)  # one prompt per pass: nothing padded
+    np.testing.assert_allclose(
+        retrieval_batch(loaded, prompts, answer_ids, heads)[0], scores, rtol=1e-4, atol=1e-6
+    )
+    with pytest.raises(PromptError, match="same number of sources"):
+        retrieval_batch(loaded, [prompts[0], build_prompt(loaded, "Where?", PASSAGES[:2])], answer_ids, heads)

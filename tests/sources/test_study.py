@@ -138,10 +138,7 @@ def test_run_study_finds_each_passage_by_id_at_every_position(tiny) -> None:
         loaded, study_of(), n_orders=3, order_kind="rotation", heads=HEADS,
         progress=lambda done, what: messages.append(what),
     )  # fmt: skip
-    assert messages[:4] == [
-        "question 1 of 2, order 1 of 3", "question 1 of 2, order 2 of 3", "question 1 of 2, order 3 of 3",
-        "question 2 of 2, order 1 of 3",
-    ]  # fmt: skip
+    assert messages == ["question 1 of 2, all 3 orders", "question 2 of 2, all 3 orders"]  # batched
     rows = result.rows
     assert len(rows) == 2 * 3 * 3
     for passage, _ in PASSAGES:  # rotations: every passage at every position once per question
@@ -160,12 +157,18 @@ def test_run_study_finds_each_passage_by_id_at_every_position(tiny) -> None:
     assert sum(s.share.mean for s in result.passages) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_study_stops_with_whole_questions_only(tiny) -> None:
+@pytest.mark.parametrize(("method", "steps"), [("attention", 1), ("ablation", 3)])
+def test_study_stops_with_whole_questions_only(tiny, method: str, steps: int) -> None:
+    """Attention stops between questions (a question's orders run together); ablation also between orders,
+    here after question 2's first order, which is then dropped."""
     calls = []
     result = run_study(
-        tiny("llama"), study_of(), n_orders=2, heads=HEADS, progress=lambda d, w: calls.append(w),
-        should_stop=lambda: len(calls) >= 3,
+        tiny("llama"), study_of(), n_orders=2, heads=HEADS, method=method, progress=lambda d, w: calls.append(w),
+        should_stop=lambda: len(calls) >= steps,
     )  # fmt: skip
+    assert len(calls) == steps and calls[-1].startswith(
+        "question 2 of 2" if steps == 3 else "question 1 of 2"
+    )
     assert not result.complete and {r.question for r in result.runs} == {0} and len(result.runs) == 2
 
 
