@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -146,9 +149,12 @@ def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     )
 
 
-def full_trace_aggregates(loaded, text: str, float16: bool) -> dict[tuple[str, int], np.ndarray]:
-    """Every aggregate (a layer's at the first and last layer) from a full trace (Explore's float16 maps, or float32)."""
-    traced = trace_prompt(loaded, text, float16=float16, max_tokens=None)
+def full_trace_aggregates(
+    loaded, text: str, float16: bool, target: str | None = None
+) -> dict[tuple[str, int], np.ndarray]:
+    """Every aggregate of the main stack (a layer's at the first and last layer) from a full trace: Explore's
+    float16 maps, or float32."""
+    traced = trace_prompt(loaded, text, target=target, float16=float16, max_tokens=None)
     view = stack_view(traced, loaded.main_stack)
     norms = aggregate.value_norms(loaded, traced)
     return {
@@ -158,10 +164,13 @@ def full_trace_aggregates(loaded, text: str, float16: bool) -> dict[tuple[str, i
     }
 
 
-def assert_reduced_equal(loaded, source, expected: dict[tuple[str, int], np.ndarray], atol: float) -> None:
-    """Each reduced aggregate equals the full trace's: weights within ``atol``, α·‖f(x)‖ relative to its largest."""
+def assert_aggregates_equal(
+    compute: Callable[[str, int], np.ndarray], expected: dict[tuple[str, int], np.ndarray], atol: float
+) -> None:
+    """``compute(name, layer_index)`` equals each expected map: weights within ``atol``, α·‖f(x)‖ within
+    ``atol`` of its largest value."""
     for (name, index), reference in expected.items():
-        ours = aggregate.reduced_aggregate(loaded, source, name, index)
+        ours = compute(name, index)
         assert ours.dtype == np.float32 and ours.shape == reference.shape
         scale = float(np.abs(reference).max()) if name == "value-norm weighted" else 1.0
         np.testing.assert_allclose(
@@ -178,16 +187,18 @@ def test_reduced_aggregates_equal_the_full_traces(tiny, family: str) -> None:
     _, kept = keep_inputs(loaded, lambda: summarise(loaded, text))
     inputs = batch_inputs(loaded, [text], max_tokens=None).inputs
     exact = full_trace_aggregates(loaded, text, float16=False)
-    assert_reduced_equal(loaded, kept, exact, atol=1e-6)
-    assert_reduced_equal(loaded, inputs, exact, atol=1e-6)
-    assert_reduced_equal(loaded, kept, full_trace_aggregates(loaded, text, float16=True), atol=1e-3)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, kept), exact, atol=1e-6)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, inputs), exact, atol=1e-6)
+    explores = full_trace_aggregates(loaded, text, float16=True)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, kept), explores, atol=1e-3)
 
 
 def test_smollm2_reduced_aggregates_equal_explores_full_trace(smollm2) -> None:
     """30 layers multiplied in rollout: still within float16 display precision of the float16 full trace."""
     text = "The cat sat on the mat because the cat was tired"
     _, kept = keep_inputs(smollm2, lambda: summarise(smollm2, text))
-    assert_reduced_equal(smollm2, kept, full_trace_aggregates(smollm2, text, float16=True), atol=1e-3)
+    explores = full_trace_aggregates(smollm2, text, float16=True)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, smollm2, kept), explores, atol=1e-3)
 
 
 def test_reduced_aggregate_refuses_unknown_names_and_empty_folds(tiny) -> None:
