@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -271,11 +271,6 @@ class _HeadMeans:
             self.done(self._running.pop(layer)[0].cpu().numpy())
 
 
-def read_layers(name: str, layers: Sequence[int], layer_index: int) -> tuple[int, ...]:
-    """The layers aggregate ``name`` reads: the chosen one for a layer's map, else all of them in order."""
-    return (layers[layer_index],) if name in ONE_LAYER else tuple(layers)
-
-
 def reduced_aggregate(
     loaded: LoadedModel, source: LayerInputs | dict[str, torch.Tensor], name: str, layer_index: int
 ) -> np.ndarray:
@@ -285,7 +280,10 @@ def reduced_aggregate(
     are recomputed, no forward pass) or its model inputs (one forward pass). Either way each layer read is
     reduced to its head mean as its queries pass and folded in when it ends: the pass keeps two [n, n] maps
     (float32 buffer, float32 or float64 fold state), 8-12 MB at 1,024 tokens against 0.6 GB of full float16
-    maps for SmolLM2. Equal to :func:`aggregate_map` of a float32 full trace up to float32 rounding.
+    maps for SmolLM2. Measured at 720 SmolLM2 tokens: all five aggregates from kept inputs raised peak memory
+    by 17 MB, a float16 full trace and its value-norm pass by 848 MB. Float32 throughout, not float16: what is
+    kept is n², not layers × heads × n², and rollout's products need it. Equal to :func:`aggregate_map` of a
+    float32 full trace up to float32 rounding.
     """
     stack = loaded.main_stack
     _check(name, stack)
@@ -293,7 +291,7 @@ def reduced_aggregate(
         layers, inputs = source.layers, {"input_ids": torch.as_tensor(source.input_ids)[None]}
     else:
         layers, inputs = hooks.stack_layers(loaded.model)[stack], source
-    read = read_layers(name, layers, layer_index)
+    read = (layers[layer_index],) if name in ONE_LAYER else tuple(layers)  # a layer's map, or all in order
     fold = Fold(name)
     recorder = _HeadMeans(loaded.model, stack, name == "value-norm weighted", fold.add)
     active = Hooks(record=recorder, layers=frozenset(read), chunk_bytes=chunk_bytes_for(loaded, inputs))
