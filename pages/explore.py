@@ -185,7 +185,8 @@ st.caption(
     f"· {STACK_LABELS[stack]}"
 )
 # Sections rather than tabs: Streamlit runs every tab's code, and only the shown section should compute.
-# Aggregates combine every head's full map, which long prompts never hold.
+# Long prompts leave Aggregates out: each recomputes the layers it reads, and rollout multiplies n × n maps
+# through every layer (30 · n³ at 8,192 tokens), for an [n, n] float32 map of 268 MB.
 sections = [s for s in SECTIONS if not (long_prompt and s == "Aggregates")]
 from_url("view", sections[0])
 if st.session_state["view"] not in sections:

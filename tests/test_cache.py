@@ -1,4 +1,5 @@
-"""The server's model cache (ui/cache.py): one entry per folder, and evicted models really freed."""
+"""The server's caches (ui/cache.py): one model entry per folder, evicted models really freed, and Explore's
+aggregates taken without a full trace."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+
+import pytest
+
+from tests.heads.test_aggregate import assert_aggregates_equal, full_trace_aggregates
+from ui import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +61,20 @@ def test_five_models_in_turn_keep_three_and_free_the_rest(tiny_model_dir, tmp_pa
     assert report["traced"] == [True] * 5 and report["alive"] == [False, False, True, True, True], report
     assert report["workers"] == 0 and report["most_workers"] <= 3, report
     assert report["one_name"], report
+
+
+@pytest.mark.parametrize(("family", "target"), [("llama", None), ("bert", None), ("t5", "un deux")])
+def test_explore_aggregates_never_queue_a_full_trace(tiny_model_dir, monkeypatch, family, target) -> None:
+    """Decoders and encoders take the first view's kept layer inputs; a long encoder-decoder prompt (nothing
+    kept) one forward pass keeping head means. Each aggregate equals Explore's float16 full-trace one."""
+    if target is not None:
+        monkeypatch.setattr(cache, "MAX_TOKENS", 8)  # a long prompt: an encoder-decoder's is summarised too
+    prompt = cache.Prompt(
+        str(tiny_model_dir(family)), "one two three four five, one two three (aggregates)", target=target
+    )
+    loaded = cache.load(prompt.model)
+    assert cache.summarised(prompt) and (cache.first_view(prompt).inputs is None) == (target is not None)
+    traced = len(cache.trace_store())
+    explores = full_trace_aggregates(loaded, prompt.text, float16=True, target=target)
+    assert_aggregates_equal(partial(cache.aggregate, prompt, loaded.main_stack), explores, atol=1e-3)
+    assert len(cache.trace_store()) == traced

@@ -73,7 +73,7 @@ def test_a_1024_token_prompt_draws_the_grid_and_a_window(page, app_url: str) -> 
 
 def test_a_prompt_over_the_full_trace_limit_draws_the_grid_from_a_summary(page, app_url: str, smollm2) -> None:
     """Just over MAX_TOKENS, the path SmolLM2's whole 8,192-token context takes: grid and statistics from
-    reductions, one head in full, no Aggregates (they need every full map), prompt not in the URL."""
+    reductions, one head in full, no Aggregates (too costly at that length), prompt not in the URL."""
     paragraph = (
         "The committee met on Tuesday to review the budget. Each member read the report aloud, and the chair "
         "asked whether the numbers for the library, the bridge and the school were final. "

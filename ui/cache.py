@@ -24,7 +24,7 @@ from cachetools import LRUCache
 
 import attnviz
 from attnviz.heads.ablation import AblationResult, ablate_heads
-from attnviz.heads.aggregate import ValueNorms, aggregate_map, value_norms
+from attnviz.heads.aggregate import ValueNorms, aggregate_map, reduced_aggregate, value_norms
 from attnviz.heads.atlas import Atlas, load_atlas
 from attnviz.heads.compare import latest_atlas
 from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
@@ -38,7 +38,7 @@ from attnviz.learn.walkthrough import Walkthrough
 from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.models.loading import LoadedModel, model_name
 from attnviz.tracing.batching import Request, TraceQueue, Turns
-from attnviz.tracing.inputs import Messages, encode
+from attnviz.tracing.inputs import Messages, batch_inputs, encode
 from attnviz.tracing.layer_inputs import LayerInputs, keep_inputs, trace_head
 from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import Trace, trace
@@ -46,10 +46,11 @@ from attnviz.tracing.trace import Trace, trace
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Explore's first view of any prompt is summarised during the forward pass (see first_view): the grid
-# and statistics come from a Summary and only the chosen head is recorded in full. Prompts up to
-# MAX_TOKENS can also be traced in full for the views that need every map (aggregates, bertviz; 1,024
-# SmolLM2 tokens: 0.6 GB of float16 maps); longer ones, up to MAX_LONG_TOKENS (and the model's context),
-# never are. A teacher lowers ATTNVIZ_MAX_LONG_TOKENS on a shared server.
+# and statistics come from a Summary and only the chosen head is recorded in full; aggregates recompute
+# layers from the kept inputs, keeping head means. Prompts up to MAX_TOKENS can also be traced in full for
+# the views that need every map (bertviz, encoder-decoders; 1,024 SmolLM2 tokens: 0.6 GB of float16 maps);
+# longer ones, up to MAX_LONG_TOKENS (and the model's context), never are. A teacher lowers
+# ATTNVIZ_MAX_LONG_TOKENS on a shared server.
 MAX_TOKENS = int(os.environ.get("ATTNVIZ_MAX_TOKENS", "1024"))
 MAX_LONG_TOKENS = max(MAX_TOKENS, int(os.environ.get("ATTNVIZ_MAX_LONG_TOKENS", "8192")))
 MAX_CHARS = int(os.environ.get("ATTNVIZ_MAX_CHARS", str(8 * MAX_LONG_TOKENS)))  # checked before tokenizing
@@ -405,7 +406,18 @@ def norms(prompt: Prompt, stack: Stack) -> ValueNorms:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def aggregate(prompt: Prompt, stack: Stack, name: str, layer: int) -> np.ndarray:
-    """The [queries, keys] map of one aggregate (see attnviz.heads.aggregate.AGGREGATES)."""
+    """The [queries, keys] map of one aggregate (see attnviz.heads.aggregate.AGGREGATES), ``layer`` an index.
+
+    A summarised prompt's (decoders and encoders) comes from its first view's kept layer inputs, keeping only
+    head means (a forward pass where none were kept), never a full trace; an encoder-decoder's short prompt
+    already has its full trace (three stacks, the decoder's reading the encoder's output) and reads that.
+    """
+    if summarised(prompt):
+        loaded, kept = load(prompt.model), first_view(prompt).inputs
+        if kept is not None:
+            return reduced_aggregate(loaded, kept, name, layer)
+        batch = batch_inputs(loaded, [prompt.messages or prompt.text], target=prompt.target, max_tokens=None)
+        return reduced_aggregate(loaded, batch.inputs, name, layer)
     value = norms(prompt, stack) if name == "value-norm weighted" else None
     return aggregate_map(stack_view(prompt_trace(prompt), stack), name, layer, value)
 

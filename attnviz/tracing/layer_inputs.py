@@ -16,7 +16,7 @@ T5 passes a position bias from layer to layer): their heads take the full pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -173,17 +173,26 @@ def keep_inputs(
     return result, LayerInputs(loaded.main_stack, ids[0][0].cpu().numpy(), kept)
 
 
+def replay(loaded: LoadedModel, kept: LayerInputs, layers: Iterable[int]) -> Callable[[Hooks], None]:
+    """A pass (as :func:`attnviz.tracing.trace.record`'s ``run``) that recomputes only the attention of
+    ``layers``, in that order, from their kept inputs, under the hooks it is given."""
+    calls = [kept.calls[layer] for layer in layers]
+
+    def run(active: Hooks) -> None:
+        # As many threads as the full pass.
+        threads = devices.cpu_threads_for(len(kept.input_ids), loaded.device)
+        with loaded.lock, torch.inference_mode(), hooks.active(active), threads:
+            for call in calls:
+                call.replay()
+
+    return run
+
+
 def trace_head(loaded: LoadedModel, kept: LayerInputs, layer: int, head: int) -> Trace:
     """One head's full map (a Trace with ``attention`` [1, 1, n, n] float32), recomputed from its layer's
     kept input alone: the layer's attention module, in the same chunks of queries as a full trace."""
-    call = kept.calls[layer]
     ids = torch.as_tensor(kept.input_ids)[None]
-
-    def run(active: Hooks) -> object:
-        threads = devices.cpu_threads_for(ids.numel(), loaded.device)  # as many threads as the full pass
-        with loaded.lock, torch.inference_mode(), hooks.active(active), threads:
-            return call.replay()
-
+    run = replay(loaded, kept, [layer])
     _, recording = record(loaded, {"input_ids": ids}, layers=[layer], heads=[head], run=run)
     if kept.stack not in recording.weights:
         raise RuntimeError(f"layer {layer}'s kept module computed no attention")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,9 @@ from torch import nn
 
 from attnviz.heads import aggregate
 from attnviz.heads.aggregate import UnsupportedModelError
+from attnviz.heads.summary import summarise
+from attnviz.tracing.inputs import batch_inputs
+from attnviz.tracing.layer_inputs import keep_inputs
 from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import trace as trace_prompt
 
@@ -141,3 +147,63 @@ def test_stack_views_and_aggregates_of_an_encoder_decoder(tiny) -> None:
     np.testing.assert_allclose(
         aggregate.aggregate_map(encoder, "rollout", 0), aggregate.rollout(trace.attention)
     )
+
+
+def full_trace_aggregates(
+    loaded, text: str, float16: bool, target: str | None = None
+) -> dict[tuple[str, int], np.ndarray]:
+    """Every aggregate of the main stack (a layer's at the first and last layer) from a full trace: Explore's
+    float16 maps, or float32."""
+    traced = trace_prompt(loaded, text, target=target, float16=float16, max_tokens=None)
+    view = stack_view(traced, loaded.main_stack)
+    norms = aggregate.value_norms(loaded, traced)
+    return {
+        (name, index): aggregate.aggregate_map(view, name, index, norms)
+        for name in aggregate.AGGREGATES
+        for index in ((0, len(traced.layers) - 1) if name in aggregate.ONE_LAYER else (0,))
+    }
+
+
+def assert_aggregates_equal(
+    compute: Callable[[str, int], np.ndarray], expected: dict[tuple[str, int], np.ndarray], atol: float
+) -> None:
+    """``compute(name, layer_index)`` equals each expected map: weights within ``atol``, α·‖f(x)‖ within
+    ``atol`` of its largest value."""
+    for (name, index), reference in expected.items():
+        ours = compute(name, index)
+        assert ours.dtype == np.float32 and ours.shape == reference.shape
+        scale = float(np.abs(reference).max()) if name == "value-norm weighted" else 1.0
+        np.testing.assert_allclose(
+            ours, reference, atol=atol * scale, rtol=0, err_msg=f"{name}, layer {index}"
+        )
+
+
+@pytest.mark.parametrize("family", ["llama", "bert"])
+def test_reduced_aggregates_equal_the_full_traces(tiny, family: str) -> None:
+    """From the kept layer inputs or from a forward pass, keeping only head means: every aggregate equals the
+    float32 full trace's up to float32 rounding, and Explore's float16 one within display precision."""
+    loaded = tiny(family)
+    text = "one two three four five six seven eight nine ten, one two three"
+    _, kept = keep_inputs(loaded, lambda: summarise(loaded, text))
+    inputs = batch_inputs(loaded, [text], max_tokens=None).inputs
+    exact = full_trace_aggregates(loaded, text, float16=False)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, kept), exact, atol=1e-6)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, inputs), exact, atol=1e-6)
+    explores = full_trace_aggregates(loaded, text, float16=True)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, loaded, kept), explores, atol=1e-3)
+
+
+def test_smollm2_reduced_aggregates_equal_explores_full_trace(smollm2) -> None:
+    """30 layers multiplied in rollout: still within float16 display precision of the float16 full trace."""
+    text = "The cat sat on the mat because the cat was tired"
+    _, kept = keep_inputs(smollm2, lambda: summarise(smollm2, text))
+    explores = full_trace_aggregates(smollm2, text, float16=True)
+    assert_aggregates_equal(partial(aggregate.reduced_aggregate, smollm2, kept), explores, atol=1e-3)
+
+
+def test_reduced_aggregate_refuses_unknown_names_and_empty_folds(tiny) -> None:
+    loaded = tiny("llama")
+    with pytest.raises(ValueError, match="Unknown aggregate 'median'"):
+        aggregate.reduced_aggregate(loaded, batch_inputs(loaded, ["hi"]).inputs, "median", 0)
+    with pytest.raises(ValueError, match="no layer"):
+        aggregate.Fold("rollout").result()

@@ -9,6 +9,7 @@ significant bits: one unit in the last place is 2**-8 ≈ 0.004 just below 1.0.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 import attnviz
 from attnviz.heads.ablation import ablate_heads
-from attnviz.heads.aggregate import aggregate_map, value_norms
+from attnviz.heads.aggregate import aggregate_map, reduced_aggregate, value_norms
 from attnviz.heads.stats import head_stats, induction_scores
 from attnviz.heads.summary import summarise
 from attnviz.hooks import Site
@@ -31,6 +32,7 @@ from attnviz.sources.attention import retrieval_batch
 from attnviz.sources.attribution import METHODS, attribute
 from attnviz.sources.calibration import calibrate, case_shares, synthetic_cases
 from attnviz.sources.passages import build_prompt
+from attnviz.tracing.layer_inputs import keep_inputs
 from attnviz.tracing.stacks import StackView, stack_view
 from attnviz.tracing.trace import trace
 from attnviz.views import bertviz as bv
@@ -186,6 +188,8 @@ def test_aggregates_with_value_norms(pair: Callable[[str], Pair], family: str) -
         maps.append(norms.norms)
         names = ("layer mean", "rollout", "value-norm weighted")
         maps.extend(aggregate_map(view, name, 1, norms) for name in names)
+        _, kept = keep_inputs(loaded, partial(summarise, loaded, TEXT))
+        maps.extend(reduced_aggregate(loaded, kept, name, 1) for name in names)
     half = len(maps) // 2
     close(maps[0], maps[half], atol=0.0)  # norms: relative
     for ours, reference in zip(maps[1:half], maps[half + 1 :], strict=True):
