@@ -7,7 +7,9 @@ map converted to float16 by a forward hook as the layer ends, so its float32 map
 the next layer runs). ``trace_full`` is exactly what Explore runs (``trace(..., float16=True)``).
 Each (variant, size) runs once in a fresh subprocess so peak memory is its own: the process
 resets its peak-RSS mark (``benchmarks.memory.reset_peak``) after loading the model and reads
-``VmHWM`` after the measured work. Times come from one method per ratio: the baselines and our
+``VmHWM`` after the measured work; these runs go two at a time (``PEAK_RUNS_AT_ONCE``), since a
+process's peak is its own whatever runs beside it and their times are never used. Times come from
+one method per ratio, each timed with nothing else of the benchmark running: the baselines and our
 traces are timed in turns in one process (``_paired``) and their medians compared, because the
 machine drifts too much between processes for ratios of separate runs; attribution's two sides in
 turns too; loads one per fresh process on both sides; browser times the median of several views,
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,8 +45,9 @@ DEFAULT_SIZES = (128, 512, 1024, 2048)
 QUICK_SIZES = (32,)
 QUICK_QUALITY_CASES = 1
 FIRST_VIEW_RUNS = 3  # views timed at each size (one in --quick)
-# Timed in turns in one process (see _paired), each also measured alone in its own process for its peak memory.
+# Timed in turns in one process (see _paired), each also run in a process of its own for its peak memory.
 PAIRED = ("sdpa_forward", "eager_careful", "eager_user", "trace_full", "trace_layer")
+PEAK_RUNS_AT_ONCE = 2  # PAIRED's peak-memory processes side by side (their times are not used): one per core
 PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; other sizes 3
 ATTRIBUTION_ROUNDS = 3  # attention and ablation timed in turns (one round in --quick)
 LOAD_RUNS = 3  # fresh processes per load variant (one in --quick)
@@ -388,12 +392,12 @@ def _browser_rows(sizes: Sequence[int], progress: Callable[[str], None], quick: 
 def _speed_rows(tokens: int, progress: Callable[[str], None], rounds: int) -> list[Row]:
     """trace_full against its three baselines in time and two in memory, and trace_layer, at one size.
 
-    Peak memory: each variant alone in a fresh process. Times: all of them in turns in one process.
+    Peak memory: each variant in a fresh process of its own (PEAK_RUNS_AT_ONCE at a time). Times: all of
+    them in turns in one process, nothing else running.
     """
-    peaks: dict[str, Measurement] = {}
-    for name in PAIRED:
-        progress(f"{name} @ {tokens} (peak memory)")
-        peaks[name] = _run_variant(name, tokens)
+    progress(f"{', '.join(PAIRED)} @ {tokens} (peak memory, {PEAK_RUNS_AT_ONCE} processes at a time)")
+    with ThreadPoolExecutor(PEAK_RUNS_AT_ONCE) as pool:
+        peaks = dict(zip(PAIRED, pool.map(lambda name: _run_variant(name, tokens), PAIRED), strict=True))
     progress(f"{', '.join(PAIRED)} in turns @ {tokens}, {rounds} rounds")
     timed = {name: Measurement(**m) for name, m in _run_worker("paired", tokens, rounds).items()}
     measured = {name: replace(timed[name], peak_mb=peaks[name].peak_mb) for name in PAIRED}

@@ -47,6 +47,22 @@ def test_measure_cost_reports_every_kind_and_length() -> None:
     assert (cost.score_bytes[1:, 1] < cost.score_bytes[0, 1]).all()  # sparse kinds allocate fewer scores
 
 
+def test_measure_cost_warms_up_before_its_timed_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each kind at each length runs once untimed, then ``repeats`` timed: a cold first call (13 ms at n = 128
+    against 0.5 ms at 256 on a fresh server) must never be the figure shown."""
+    calls: list[tuple[str, int]] = []
+    attention = lessons._attention_of
+
+    def counted(kind: str, q: torch.Tensor, *rest: object) -> torch.Tensor:
+        calls.append((kind, q.shape[0]))
+        return attention(kind, q, *rest)
+
+    monkeypatch.setattr(lessons, "_attention_of", counted)
+    lessons.measure_cost(lengths=(16, 64), head_dim=8, repeats=3)
+    expected = [(kind, n) for n in (16, 64) for kind in lessons.COST_KINDS for _ in range(3 + 1)]
+    assert calls == expected
+
+
 def test_toy_cross_attention_reads_the_other_sentence() -> None:
     result = lessons.toy_cross_attention("the cat sleeps", "le chat dort bien")
     assert result.weights.shape == (2, 3, 4) and result.keys == ("le", "chat", "dort", "bien")
@@ -64,5 +80,9 @@ def test_cost_axes_read_as_numbers_and_guides_differ() -> None:
     time_axis = figure.layout.yaxis
     labels = [float(text) for text in time_axis.ticktext]
     assert labels == list(time_axis.tickvals) and min(labels) <= 0.1 and max(labels) >= 10  # ms, full values
+    memory_axis = figure.layout.yaxis2
+    assert [float(text) for text in memory_axis.ticktext] == list(memory_axis.tickvals)  # MiB, full values
+    for length_axis in (figure.layout.xaxis, figure.layout.xaxis2):
+        assert list(length_axis.ticktext) == ["128", "256", "512", "1024"]
     guides = {trace.name: trace.line for trace in figure.data if trace.name.startswith("O(")}
     assert guides["O(n²)"].dash != guides["O(n√n)"].dash and guides["O(n²)"].color != guides["O(n√n)"].color
