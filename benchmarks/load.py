@@ -14,9 +14,11 @@ last one ends. Open loop (``--arrivals-per-minute``): a new session arrives on a
 however busy the server is, and does one round (every ``--sources-every``-th arrival on Sources).
 
 Explore rounds check the figures show the session's own tokens and nobody else's; Sources rounds
-wait for the answer and check its export holds the session's own question; every round checks for
-errors. A round that fails or passes ``--round-limit`` counts in the percentiles with the time it
-took (the limit, when it ran out) and fails the run (exit status 1). The JSON holds latency
+wait for the answer and check its export holds the session's own question and its attention
+attribution (what the page shows first: answers of sessions asking together are generated in one
+batch, and ablation runs only on request, so a round times the wait for the first result); every
+round checks for errors. A round that fails or passes ``--round-limit`` counts in the percentiles with the
+time it took (the limit, when it ran out) and fails the run (exit status 1). The JSON holds latency
 p50/p95/max per page, the concurrency reached (rounds in flight: time-weighted mean and max) and the
 server's peak memory (VmHWM).
 """
@@ -191,14 +193,21 @@ async def browser_sources(page, url: str, session: int, round_: int, timeout_ms:
         async with page.expect_download(timeout=timeout_ms) as started:
             await page.get_by_role("button", name="Download JSON").click()
         exported = json.loads(Path(await (await started.value).path()).read_text())
-        problem = question_problem(exported, question)
+        problem = export_problem(exported, question)
     return Round(session, "sources", seconds, problem)
 
 
-def question_problem(exported: dict[str, object], question: str) -> str:
-    """'' when a Sources export holds ``question``; else what it holds instead."""
+def export_problem(exported: dict[str, object], question: str) -> str:
+    """'' when a Sources export holds ``question`` and its attention attribution, shown before any ablation;
+    else what it holds instead."""
     found = exported.get("question")
-    return "" if found == question else f"another question's result shown: {found!r}"
+    if found != question:
+        return f"another question's result shown: {found!r}"
+    scores = exported.get("scores")
+    if not isinstance(scores, dict) or "attention" not in scores or exported.get("ablation") is not None:
+        ablation = exported.get("ablation")
+        return f"not the attention attribution first: scores {sorted(scores or {})}, ablation {ablation}"
+    return ""
 
 
 async def page_problem(page) -> str:
@@ -236,7 +245,7 @@ async def protocol_sources(client: ProtocolSession, session: int, round_: int) -
     if not problem and "Download JSON" not in shown.downloads:
         problem = "no answer shown"
     elif not problem:
-        problem = question_problem(
+        problem = export_problem(
             json.loads(await client.download(shown.downloads["Download JSON"])), question
         )
     return Round(session, "sources", seconds, problem)

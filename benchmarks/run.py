@@ -50,6 +50,7 @@ PAIRED = ("sdpa_forward", "eager_careful", "eager_user", "trace_full", "trace_la
 PEAK_RUNS_AT_ONCE = 2  # PAIRED's peak-memory processes side by side (their times are not used): one per core
 PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; other sizes 3
 ATTRIBUTION_ROUNDS = 3  # attention and ablation timed in turns (one round in --quick)
+ANSWER_BATCH = 8  # Sources questions of 8 load-test sessions, answered together by the server's AnswerQueue
 LOAD_RUNS = 3  # fresh processes per load variant (one in --quick)
 BERTVIZ_MAX_TOKENS = 128  # bertviz's own model view of all 270 heads is ~120 MB here already (grows n²)
 WARM_UP_TOKENS = 16
@@ -240,15 +241,18 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
 
 
 def _attribution(rounds: int) -> dict[str, dict]:
-    """Attention attribution (one pass) and leave-one-out ablation of the same answer over 8 passages,
-    timed in turns in this one process (generation not timed); each one's Measurement as a dict."""
+    """Attention attribution (one pass) and leave-one-out ablation of the same answer over 8 passages, and
+    ANSWER_BATCH load-test questions answered (generation and attention pass) in one batch and one by one,
+    timed in turns in this one process; each one's Measurement as a dict."""
     import torch
 
     import attnviz
     from attnviz.sources.ablation import ablate_sources
+    from attnviz.sources.answers import AnswerRequest, answer_batch, generate_answers
     from attnviz.sources.attention import answer_logprobs, passage_attention
-    from attnviz.sources.attribution import generate_answer
+    from attnviz.sources.demo import DEMO_CASES
     from attnviz.sources.passages import build_prompt
+    from benchmarks.load import question_of
     from benchmarks.quality import read_cases
 
     torch.set_num_threads(min(2, os.cpu_count() or 2))
@@ -257,12 +261,19 @@ def _attribution(rounds: int) -> dict[str, dict]:
     question = first.question
     passages = first.passages + second.passages  # 8 passages, the answer in one
     prompt = build_prompt(loaded, question, passages)
-    answer = generate_answer(loaded, prompt.ids, max_new_tokens=24)
+    answer = generate_answers(loaded, [prompt.ids], max_new_tokens=24)[0]
     base = answer_logprobs(loaded, prompt.ids, answer)
     passage_attention(loaded, prompt, answer)  # warm-up
+    heads = ((12, 1), (20, 4), (27, 8))  # fixed heads: the load test's server has calibrated ones
+    asked = [
+        AnswerRequest(build_prompt(loaded, question_of(i, 2), DEMO_CASES[0].passages), heads)
+        for i in range(ANSWER_BATCH)
+    ]
     works = {
         "attribution_attention": lambda: passage_attention(loaded, prompt, answer),
         "attribution_ablation": lambda: ablate_sources(loaded, prompt, answer, base),
+        "answers_batched": lambda: answer_batch(loaded, asked),
+        "answers_one_by_one": lambda: [answer_batch(loaded, [request]) for request in asked],
     }
     return {name: asdict(m) for name, m in _in_turns(works, rounds).items()}
 
@@ -422,7 +433,7 @@ def run(
     rows: list[Row] = []
     for tokens in sizes:
         rows.extend(_speed_rows(tokens, progress, 1 if quick else PAIRED_ROUNDS.get(tokens, 3)))
-    progress("attribution_attention and attribution_ablation in turns")
+    progress("attribution_attention, attribution_ablation and Sources answers batched or not, in turns")
     attribution = _run_worker("attribution", 0, 1 if quick else ATTRIBUTION_ROUNDS)
     from benchmarks import lazy_heads  # imports this module: loaded late
 
@@ -432,6 +443,14 @@ def run(
             "attribution_attention", 0, Measurement(**attribution["attribution_attention"]),
             Measurement(**attribution["attribution_ablation"]),
             "8 passages, same answer: one traced pass vs leave-one-out (9 passes), in turns in one process",
+        )
+    )  # fmt: skip
+    rows.append(
+        _row(
+            "sources_answers_batched", 0, Measurement(**attribution["answers_batched"]),
+            Measurement(**attribution["answers_one_by_one"]),
+            f"{ANSWER_BATCH} load-test questions answered (32 greedy tokens, attention pass): one batched "
+            "generate vs one by one",
         )
     )  # fmt: skip
     progress("model_load_cached and load_gguf, each in fresh processes")

@@ -6,7 +6,9 @@ from ui.startup import import_library
 
 import_library()  # first: the library is never imported beside the server's preload thread (ui.startup.IMPORTS)
 
+import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -15,10 +17,12 @@ import streamlit as st
 
 from attnviz.models.loading import LoadedModel
 from attnviz.sources import attribution
+from attnviz.sources.ablation import MAX_LEAVE_ONE_OUT, planned_passes
 from attnviz.sources.agreement import agreement, faithfulness
+from attnviz.sources.answers import Answered, AnswerQueue, AnswerRequest
 from attnviz.sources.attention import aggregate
 from attnviz.sources.attribution import Attribution
-from attnviz.sources.calibration import calibration
+from attnviz.sources.calibration import calibration, is_calibrated
 from attnviz.sources.figures import highlighted_sources, highlighted_tokens, source_bar
 from attnviz.tracing.batching import Turns
 from attnviz.tracing.inputs import PromptError
@@ -43,27 +47,59 @@ def nats_and_direction(drop: float) -> tuple[str, str]:
     return f"{abs(drop):.2f} nats", "answer less likely" if drop >= 0 else "answer more likely"
 
 
-def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | None:
-    """Attribute in this model's turn, with a progress bar saying what runs; bad input becomes a warning.
+def queued_answers(queue: AnswerQueue, bar) -> Callable[[AnswerRequest], Answered]:  # noqa: ANN001
+    """Computes an answer in the model's answer queue (generated in one batch with the answers of sessions
+    asking at the same moment), saying on ``bar`` (an st.progress) how many are ahead of it."""
 
-    A request another session already ran (the same demo for a whole class) reuses its result.
+    def wait(request: AnswerRequest) -> Answered:
+        future, shown = queue.submit(request), ""
+        while True:
+            try:
+                return future.result(timeout=0.3)
+            except TimeoutError:
+                ahead = queue.ahead_of(future)
+                text = (
+                    f"Queued: {ahead} answer(s) ahead of yours on this shared model"
+                    if ahead
+                    else "Answering (together with the questions asked at the same moment)"
+                )
+                if text != shown:  # an unchanged progress bar sent again still redraws the page
+                    bar.progress(0.5, text=text)
+                    shown = text
+
+    return wait
+
+
+def run(request: Request, loaded: LoadedModel, served: cache.ServedModel) -> Attribution | None:
+    """The answer and its attention attribution, batched with other sessions' answers; bad input: a warning.
+
+    Ablation is left for later (:func:`check_by_ablation`), unless it is the only method asked for. A
+    request another session already ran (the same demo for a whole class) reuses its result.
     """
     shared = cache.attributions()
+    first = tuple(m for m in request.methods if m != "ablation") or request.methods
     with st.status("Answering and attributing…", expanded=True) as status:
         bar = st.progress(0.0, text="Checking the prompt")
 
         def queued(ahead: int) -> None:
-            bar.progress(0.0, text=f"Queued: {ahead} attribution(s) ahead of yours on this shared model")
+            bar.progress(0.0, text=f"Queued: {ahead} long job(s) ahead of yours on this shared model")
+
+        def progress(done: float, what: str) -> None:
+            bar.progress(min(1.0, done), text=what)
 
         try:
             result = shared.get(request)
             if result is None:
-                with turns.turn(queued):
-                    result = shared.get(request) or attribution.attribute(
-                        loaded, request.question, list(request.passages), request.methods,
+                if "attention" in first and not is_calibrated(loaded):
+                    with served.turns.turn(queued):  # once per model, then from disk
+                        calibration(loaded, progress=progress)
+                # Ablation alone has no attention result to show first: it runs at once, in its turn.
+                with served.turns.turn(queued) if "ablation" in first else contextlib.nullcontext():
+                    result = attribution.attribute(
+                        loaded, request.question, list(request.passages), first,
                         max_new_tokens=request.max_new_tokens, answer=request.answer,
-                        granularity=request.granularity, passes=request.passes,
-                        progress=lambda done, what: bar.progress(min(1.0, done), text=what),
+                        granularity=request.granularity, passes=request.passes, progress=progress,
+                        answers=queued_answers(served.answers, bar),
                     )  # fmt: skip
                 shared.put(request, result)
         except PromptError as problem:
@@ -75,6 +111,41 @@ def run(request: Request, loaded: LoadedModel, turns: Turns) -> Attribution | No
             return result
     warning(refused)  # below the collapsed status, where it is read at once
     return None
+
+
+def check_by_ablation(
+    request: Request, result: Attribution, loaded: LoadedModel, turns: Turns
+) -> Attribution:
+    """``result`` checked by ablation in this model's turn (a progress bar says which pass runs), shared with
+    every session that asks the same."""
+    shared = cache.attributions()
+    with st.status("Checking by ablation…", expanded=True) as status:
+        bar = st.progress(0.0, text="Waiting for the model")
+
+        def queued(ahead: int) -> None:
+            bar.progress(0.0, text=f"Queued: {ahead} long job(s) ahead of yours on this shared model")
+
+        known = shared.get(request)
+        if known is not None and known.ablation is not None:
+            checked = known
+        else:
+            with turns.turn(queued):
+                checked = attribution.check_by_ablation(
+                    loaded, result, passes=request.passes,
+                    progress=lambda done, what: bar.progress(min(1.0, done), text=what),
+                )  # fmt: skip
+            shared.put(request, checked)
+        done = f"Ablation done in {checked.seconds['ablation']:.1f} s"
+        status.update(label=done, state="complete", expanded=False)
+    st.session_state.sources_result = (request.model, request, checked)
+    return checked
+
+
+def ablation_budget(request: Request, result: Attribution) -> str:
+    """How many forward passes ablation will take, and of which kind (said before it runs)."""
+    n_sources = len(result.sources)
+    how = "leave-one-out" if n_sources <= MAX_LEAVE_ONE_OUT else "random subsets"
+    return f"{planned_passes(n_sources, request.passes)} forward passes, {how}"
 
 
 def attention_label(aggregation: str, value_weighted: bool, exclude_sink: bool) -> str:
@@ -146,10 +217,13 @@ if loaded is None:
     st.stop()
 submitted, request = sources_form(model_name)
 if request is not None:
-    st.session_state.sources_result = (model_name, run(request, loaded, cache.served(model_name).turns))
+    answered = run(request, loaded, cache.served(model_name))
+    st.session_state.sources_result = (model_name, request, answered)
+    # Asked for with the answer: ablation runs once the attention result is drawn (end of this page).
+    st.session_state.sources_ablate_next = answered is not None and "ablation" in request.methods
 elif submitted:
     st.session_state.pop("sources_result", None)  # the form said what is wrong; no stale result below it
-shown_model, result = st.session_state.get("sources_result", (model_name, None))
+shown_model, asked, result = st.session_state.get("sources_result", (model_name, None, None))
 if result is None:
     if not submitted:
         st.info("Edit the question and passages, then press **Answer**. Nothing runs before that.", icon="👆")
@@ -160,6 +234,13 @@ if shown_model != model_name:
 
 st.subheader("Answer")
 st.text(result.answer)
+if result.ablation is None and st.button(
+    "Check by ablation",
+    help=f"Remove each source and score the answer again ({ablation_budget(asked, result)}): how much less "
+    "likely the answer becomes without it, the faithful check of the attention shown.",
+):  # fmt: skip
+    check_by_ablation(asked, result, loaded, cache.served(model_name).turns)
+    st.rerun()  # drawn again with ablation, and without the button
 total = float(result.logprobs.sum())
 if result.answer_origin == "pasted":
     st.caption(
@@ -324,6 +405,12 @@ if "ablation" in matrices and "attention" in matrices:
     )
     if result.ablation is not None and result.ablation.kind == "subsets":
         st.caption("Subset ablation estimates each source's effect, so these are estimates too.")
+elif "attention" in matrices and result.ablation is None:
+    st.info(
+        f"Press **Check by ablation** under the answer to compare this attention with ablation "
+        f"({ablation_budget(asked, result)}).",
+        icon="👆",
+    )
 else:
     st.info("Select both the retrieval-head attention and ablation to compare them.")
 
@@ -348,3 +435,8 @@ if result.ablation is not None:
     how = "leave-one-out" if result.ablation.kind == "leave-one-out" else "random subsets + linear fit"
     times += f", ablation {result.seconds['ablation']:.1f} s ({result.ablation.passes} forward passes, {how})"
 st.caption(times + ".")
+
+if st.session_state.pop("sources_ablate_next", False) and result.ablation is None:
+    # Asked for with the answer: runs now that the attention result is on screen, then both are shown.
+    check_by_ablation(asked, result, loaded, cache.served(model_name).turns)
+    st.rerun()

@@ -85,7 +85,8 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
         "trace_layer",
     }  # fmt: skip
     per_size |= {"first_view_pass", "open_head"}
-    once = {"attribution_attention", "model_load_cached", "another_head", "first_view_bytes"}
+    once = {"attribution_attention", "sources_answers_batched", "model_load_cached", "another_head"}
+    once |= {"first_view_bytes"}
     assert {r.case for r in rows} == per_size | once
     assert {r.tokens for r in rows if r.case in per_size} == {32}
     for case in ("trace_full_memory", "trace_full_memory_user"):

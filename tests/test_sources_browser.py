@@ -55,6 +55,7 @@ def test_generated_answer_by_passage(page, app_url: str) -> None:
     # Only the retrieval heads' method draws this section.
     assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     assert page.get_by_role("button", name="Download JSON").is_visible()
+    assert page.get_by_role("button", name="Check by ablation").is_visible()  # ablation on request
     page.set_viewport_size({"width": 1400, "height": 3600})  # Streamlit scrolls inside; show the whole page
     page.wait_for_timeout(1500)
     screenshot(page, "sources")
@@ -72,6 +73,9 @@ def test_pasted_answer_by_sentence(page, app_url: str) -> None:
     press_answer(page)
     page.get_by_text("Sentences by method").first.wait_for(timeout=60_000)
     assert page.get_by_text("the model did not write it").first.is_visible()
+    page.get_by_role("button", name="Check by ablation").click()
+    wait_idle(page, timeout_ms=900_000)
+    page.get_by_text("Spearman (attention vs ablation)").first.wait_for(timeout=60_000)
     assert page.get_by_text("Token by token, inside the top passages").first.is_visible()
     page.set_viewport_size({"width": 1400, "height": 3800})
     # Every method's bar and heatmap drawn, so the screenshot shows the figures, not their placeholders.

@@ -57,19 +57,29 @@ def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypat
     at.text_area(key="sources_answer").set_value("Cinnamon rolls.")
     at.radio(key="sources_granularity").set_value("sentence")
     at.checkbox(key="sources_method_naive").uncheck()
+    assert not at.checkbox(key="sources_method_ablation").value  # on request by default: attention first
     answer(at)
     assert not at.exception, at.exception
     assert at.text[0].value == "Cinnamon rolls."
     assert any("model did not write it" in c.value and "log-probability" in c.value for c in at.caption)
     table = at.dataframe[0].value
     assert set(table["source"]) == {"[1.1]", "[2.1]", "[2.2]", "[3.1]", "[4.1]"}
-    assert table.columns.tolist() == [
+    # The attention result comes first; ablation runs on request, its pass budget stated before it runs.
+    assert table.columns.tolist() == ["rank", "source", "Attention (calibrated retrieval heads)", "text"]
+    check = next(b for b in at.button if b.label == "Check by ablation")
+    assert "5 forward passes, leave-one-out" in check.proto.help
+    assert any("Check by ablation" in i.value and "5 forward passes" in i.value for i in at.info)
+    check.click().run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value.columns.tolist() == [
         "rank",
         "source",
         "Attention (calibrated retrieval heads)",
         METHOD_LABELS["ablation"],
         "text",
     ]
+    assert "Check by ablation" not in [b.label for b in at.button]
+    assert any(m.label == "Spearman (attention vs ablation)" for m in at.metric)
     subheaders = [s.value for s in at.subheader]
     assert "Sentences by method" in subheaders and "Token by token, inside the top passages" in subheaders
     assert any(m.label == "Held-out accuracy" for m in at.metric)
@@ -81,6 +91,9 @@ def test_pasted_answer_with_sentence_sources(tiny_model_dir, tmp_path, monkeypat
     # The export holds what the table shows, and says how it was aggregated.
     table = at.dataframe[0].value.set_index("source")
     exported = json.loads(downloaded(at, files, "Download JSON"))
+    assert exported["ablation"] == {"kind": "leave-one-out", "forward_passes": 5}
+    ablation = [table.loc[source["label"], METHOD_LABELS["ablation"]] for source in exported["sources"]]
+    assert exported["scores"]["ablation"] == pytest.approx(ablation, abs=1e-4)
     assert exported["settings"] == {
         "attention_aggregation": "All heads", "attention_over": "every head", "attention_value_weighted": False,
         "attention_exclude_sink": True, "attention_shares": False, "answer_token": "Whole answer",
@@ -176,3 +189,36 @@ def test_a_second_session_asking_the_same_reuses_the_result(tiny_model_dir, tmp_
         sessions.append(at)
     assert calls == ["Which sweet is sold on Sundays?", "When does it open?"]
     assert sessions[0].dataframe[0].value.equals(sessions[1].dataframe[0].value)
+
+
+def test_ablation_ticked_runs_after_the_attention_result(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """Ticked in the form, ablation runs once the attention attribution is drawn, then both show and are
+    exported."""
+    import attnviz.sources.attribution
+
+    monkeypatch.setenv("ATTNVIZ_CACHE", str(tmp_path))
+    files = record_downloads(monkeypatch)
+    calls: list[tuple[str, ...]] = []
+    attribute, check = attnviz.sources.attribution.attribute, attnviz.sources.attribution.check_by_ablation
+
+    def attributed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real function, recorded
+        calls.append(tuple(args[3]))
+        return attribute(*args, **kwargs)
+
+    def checked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real function, recorded
+        calls.append(("check by ablation",))
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(attnviz.sources.attribution, "attribute", attributed)
+    monkeypatch.setattr(attnviz.sources.attribution, "check_by_ablation", checked)
+    at = open_page("sources", timeout=900, model=str(tiny_model_dir("llama")))
+    at.radio(key="sources_origin").set_value("Paste").run()
+    at.text_area(key="sources_answer").set_value("Cinnamon rolls.")
+    at.checkbox(key="sources_method_ablation").check()
+    answer(at)
+    assert not at.exception, at.exception
+    assert calls == [("attention", "naive"), ("check by ablation",)]
+    assert METHOD_LABELS["ablation"] in at.dataframe[0].value.columns
+    assert "Check by ablation" not in [b.label for b in at.button]
+    exported = json.loads(downloaded(at, files, "Download JSON"))
+    assert set(exported["scores"]) == {"attention", "naive", "ablation"} and exported["question"]

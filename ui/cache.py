@@ -2,8 +2,9 @@
 
 ``st.cache_resource`` keeps one LoadedModel per name for all sessions, with one
 :class:`attnviz.tracing.batching.TraceQueue` that batches the traces sessions ask for at the same
-time. Traces live in a store bounded in bytes (:class:`TraceStore`); ``st.cache_data``
-keeps the small results derived from a trace, so moving a slider never re-runs the model.
+time, and one :class:`attnviz.sources.answers.AnswerQueue` that batches their Sources answers.
+Traces live in a store bounded in bytes (:class:`TraceStore`); ``st.cache_data`` keeps the small
+results derived from a trace, so moving a slider never re-runs the model.
 Limits come from the environment so a teacher can size a shared server.
 """
 
@@ -37,6 +38,7 @@ from attnviz.learn.verify import Verification, verify
 from attnviz.learn.walkthrough import Walkthrough
 from attnviz.masks.runs import MaskComparison, ModelMasks, compare_mask, read_masks
 from attnviz.models.loading import LoadedModel, model_name
+from attnviz.sources.answers import AnswerQueue
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.inputs import Messages, batch_inputs, encode
 from attnviz.tracing.layer_inputs import LayerInputs, keep_inputs, trace_head
@@ -80,22 +82,24 @@ class Prompt:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One shared model, the queue that traces prompts with it, turns for long jobs on it (attribution),
-    and ``counter``: the same model with its own tokenizer copy and lock, so counting a prompt's tokens
-    never waits for a running forward pass."""
+    """One shared model, the queue that traces prompts with it, the queue that answers Sources questions
+    with it (batched generation), turns for long jobs on it (ablation, calibration), and ``counter``: the
+    same model with its own tokenizer copy and lock, so counting a prompt's tokens never waits for a running
+    forward pass."""
 
     loaded: LoadedModel
     queue: TraceQueue
+    answers: AnswerQueue
     turns: Turns
     counter: LoadedModel
 
 
 @st.cache_resource(show_spinner=False, max_entries=int(os.environ.get("ATTNVIZ_MAX_MODELS", "3")))
 def _served(name: str) -> ServedModel:
-    """The shared model for ``name`` and its trace queue (no st elements inside: cached functions replay them)."""
+    """The shared model for ``name`` and its queues (no st elements inside: cached functions replay them)."""
     loaded = attnviz.load_model(name)
     counter = replace(loaded, tokenizer=copy.deepcopy(loaded.tokenizer), lock=threading.RLock())
-    return ServedModel(loaded, TraceQueue(loaded), Turns(), counter)
+    return ServedModel(loaded, TraceQueue(loaded), AnswerQueue(loaded), Turns(), counter)
 
 
 def served(name: str) -> ServedModel:

@@ -154,7 +154,9 @@ def sources_form(model: str) -> tuple[bool, Request | None]:
             st.markdown("**Methods**")
             methods = tuple(
                 m for m in METHODS
-                if st.checkbox(METHOD_LABELS[m], value=True, key=f"sources_method_{m}", help=_METHOD_HELP[m])
+                if st.checkbox(
+                    METHOD_LABELS[m], value=m != "ablation", key=f"sources_method_{m}", help=_METHOD_HELP[m]
+                )
             )  # fmt: skip
         granularity = options[1].radio(
             "Sources are", list(GRANULARITY_LABELS), format_func=GRANULARITY_LABELS.get, key="sources_granularity",
@@ -191,5 +193,7 @@ def sources_form(model: str) -> tuple[bool, Request | None]:
 _METHOD_HELP = {
     "attention": "One forward pass: attention from the answer, by the heads calibrated to do retrieval.",
     "naive": "One forward pass: attention averaged over every head (the baseline).",
-    "ablation": "One pass per removed source (or the ablation budget): how much less likely the answer becomes.",
+    "ablation": "One pass per removed source (or the ablation budget): how much less likely the answer "
+    "becomes. It runs once the attention result is shown; unticked, the answer offers Check by ablation "
+    "instead.",
 }

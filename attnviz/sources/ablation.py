@@ -65,6 +65,14 @@ def fit_surrogate(kept: np.ndarray, values: np.ndarray, ridge: float = 1e-2) -> 
     return weights[:-1].astype(np.float32)
 
 
+def planned_passes(
+    n_sources: int, passes: int = DEFAULT_PASSES, max_leave_one_out: int = MAX_LEAVE_ONE_OUT
+) -> int:
+    """Forward passes an ablation of ``n_sources`` takes: one per source up to ``max_leave_one_out``, else
+    ``passes`` random subsets (2 to MAX_PASSES); the page states it before anything runs."""
+    return n_sources if n_sources <= max_leave_one_out else max(2, min(passes, MAX_PASSES))
+
+
 def ablate_sources(
     loaded: LoadedModel,
     prompt: PassagePrompt,
@@ -89,7 +97,7 @@ def ablate_sources(
             if progress is not None:
                 progress((index + 1) / n_sources, f"Leave-one-out: removed source {index + 1} of {n_sources}")
         return SourceAblation(drops, "leave-one-out", n_sources)
-    passes = max(2, min(passes, MAX_PASSES))
+    passes = planned_passes(n_sources, passes, max_leave_one_out)
     kept = random_subsets(n_sources, passes, seed)
     values = np.zeros((passes, len(answer_ids)), dtype=np.float32)
     for sample, mask in enumerate(kept):

@@ -21,15 +21,15 @@ agreement and faithfulness metrics live in :mod:`attnviz.sources.agreement`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
 from attnviz.models.loading import LoadedModel
 from attnviz.sources.ablation import DEFAULT_PASSES, MAX_LEAVE_ONE_OUT, SourceAblation, ablate_sources
-from attnviz.sources.attention import Head, PassageAttention, aggregate, passage_attention, retrieval_scores
+from attnviz.sources.answers import Answered, AnswerRequest, answer_batch
+from attnviz.sources.attention import Head, PassageAttention, aggregate, retrieval_scores
 from attnviz.sources.calibration import Calibration, calibration
 from attnviz.sources.passages import PassagePrompt, Progress, Source, build_prompt
 from attnviz.tracing.inputs import PromptError
@@ -100,26 +100,6 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")
 
 
-def generate_answer(loaded: LoadedModel, prompt_ids: np.ndarray, max_new_tokens: int) -> np.ndarray:
-    """Greedy answer ids (without the end-of-turn token), at most ``max_new_tokens`` long."""
-    generation = loaded.model.generation_config
-    eos = generation.eos_token_id
-    pad = generation.pad_token_id if generation.pad_token_id is not None else eos
-    with loaded.lock, torch.inference_mode():
-        output = loaded.model.generate(
-            torch.as_tensor(prompt_ids, device=loaded.device)[None],
-            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=loaded.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-        )
-    answer = output[0, len(prompt_ids) :].cpu().numpy()
-    stops = set(np.atleast_1d(eos).tolist()) if eos is not None else set()
-    stops |= set(loaded.tokenizer.all_special_ids)
-    end = next((i for i, token in enumerate(answer) if int(token) in stops), len(answer))
-    return answer[:end].astype(np.int64)
-
-
 def tokenize_answer(loaded: LoadedModel, answer: str) -> np.ndarray:
     """Token ids of a pasted answer; PromptError if empty or longer than MAX_ANSWER_TOKENS."""
     if not answer.strip():
@@ -163,6 +143,7 @@ def attribute(
     passes: int = DEFAULT_PASSES,
     max_leave_one_out: int = MAX_LEAVE_ONE_OUT,
     progress: Progress | None = None,
+    answers: Callable[[AnswerRequest], Answered] | None = None,
 ) -> Attribution:
     """Answer ``question`` from ``passages`` (greedy) and score answer tokens x sources by each method.
 
@@ -170,7 +151,10 @@ def attribute(
     ``heads`` overrides the calibrated retrieval heads (calibration runs once per model,
     then comes from disk); ``granularity`` is ``"passage"`` or ``"sentence"``; ``passes``
     bounds subset ablation beyond ``max_leave_one_out`` sources. The prompt's length is
-    checked before any model work. ``progress(done, what)`` hears about slow steps.
+    checked before any model work. ``progress(done, what)`` hears about slow steps. ``answers`` computes
+    the answer and its attention pass (default: here and now; a server passes its
+    :class:`attnviz.sources.answers.AnswerQueue`, which batches the answers of sessions asking together).
+    Ablation, when asked for, runs after that (:func:`check_by_ablation`).
     """
     methods = (method,) if isinstance(method, str) else tuple(method)
     unknown = [m for m in methods if m not in METHODS]
@@ -183,7 +167,6 @@ def attribute(
     pasted = None if answer is None else tokenize_answer(loaded, answer)
     reserve = max_new_tokens if pasted is None else len(pasted)
     prompt = build_prompt(loaded, question, passages, granularity, reserve=reserve)
-    seconds: dict[str, float] = {}
     calibrated = None
     if "attention" in methods and heads is None:
         calibrated = calibration(loaded, progress=_stage(progress, 0.0, 0.5))
@@ -191,31 +174,19 @@ def attribute(
     chosen = tuple(heads) if "attention" in methods and heads is not None else ()
     if progress is not None:
         progress(0.5, "Generating the answer" if pasted is None else "Scoring the pasted answer")
-    started = time.perf_counter()
-    answer_ids = generate_answer(loaded, prompt.ids, max_new_tokens) if pasted is None else pasted
-    seconds["generate"] = time.perf_counter() - started
-    if len(answer_ids) == 0:
+    request = AnswerRequest(prompt, chosen, max_new_tokens, pasted)
+    answered = answers(request) if answers is not None else answer_batch(loaded, [request])[0]
+    if answered.attention is None or answered.logprobs is None:
         raise PromptError("The model gave an empty answer, so there is nothing to attribute.")
-    started = time.perf_counter()
-    attention, logprobs = passage_attention(loaded, prompt, answer_ids, chosen)
-    seconds["attention"] = time.perf_counter() - started
+    answer_ids, attention, logprobs = answered.answer_ids, answered.attention, answered.logprobs
     scores: dict[str, np.ndarray] = {}
     if "attention" in methods:
         scores["attention"] = retrieval_scores(attention, chosen)
     if "naive" in methods:
         scores["naive"] = aggregate(attention)
-    ablation = None
-    if "ablation" in methods:
-        started = time.perf_counter()
-        ablation = ablate_sources(
-            loaded, prompt, answer_ids, logprobs, passes=passes, max_leave_one_out=max_leave_one_out,
-            progress=_stage(progress, 0.55, 1.0),
-        )  # fmt: skip
-        scores["ablation"] = ablation.drops
-        seconds["ablation"] = time.perf_counter() - started
     with loaded.lock:
         tokens, _ = display_tokens(loaded.tokenizer, answer_ids)
-    return Attribution(
+    result = Attribution(
         question=prompt.question,
         passages=prompt.passages,
         answer=answer_text(loaded, answer_ids) if answer is None else answer.strip(),
@@ -226,9 +197,37 @@ def attribute(
         attention=attention,
         heads=chosen,
         logprobs=logprobs,
-        seconds=seconds,
+        seconds=dict(answered.seconds),
         answer_origin="generated" if answer is None else "pasted",
         calibration=calibrated,
+    )
+    if "ablation" not in methods:
+        return result
+    stage = _stage(progress, 0.55, 1.0)
+    return check_by_ablation(
+        loaded, result, passes=passes, max_leave_one_out=max_leave_one_out, progress=stage
+    )
+
+
+def check_by_ablation(
+    loaded: LoadedModel,
+    result: Attribution,
+    *,
+    passes: int = DEFAULT_PASSES,
+    max_leave_one_out: int = MAX_LEAVE_ONE_OUT,
+    progress: Progress | None = None,
+) -> Attribution:
+    """``result`` with ablation scores added: the faithful check of its attention, one forward pass per source
+    (or ``passes`` random subsets beyond ``max_leave_one_out`` sources; see :func:`planned_passes`)."""
+    started = time.perf_counter()
+    ablation = ablate_sources(
+        loaded, result.prompt, result.answer_ids, result.logprobs, passes=passes,
+        max_leave_one_out=max_leave_one_out, progress=progress,
+    )  # fmt: skip
+    return replace(
+        result,
+        scores={**result.scores, "ablation": ablation.drops},
+        seconds={**result.seconds, "ablation": time.perf_counter() - started},
         ablation=ablation,
     )
 

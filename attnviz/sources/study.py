@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from attnviz.models.loading import LoadedModel
+from attnviz.sources.answers import generate_answers
 from attnviz.sources.attention import Head, retrieval_batch
 from attnviz.sources.attribution import (
     DEFAULT_MAX_NEW_TOKENS,
     answer_text,
     attribute,
-    generate_answer,
     passage_scores,
     ranking,
     tokenize_answer,
@@ -185,7 +185,7 @@ def _attention_runs(
         raise PromptError(f"Question {number + 1}: a passage is empty, so positions would not line up.")
     if given is None:
         say(0, "generating the answer")
-        answer_ids = generate_answer(loaded, prompts[0].ids, max_new_tokens)
+        answer_ids = generate_answers(loaded, [prompts[0].ids], max_new_tokens)[0]
         if len(answer_ids) == 0:
             raise PromptError(
                 f"Question {number + 1}: the model gave an empty answer, so there is nothing to score."

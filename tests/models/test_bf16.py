@@ -28,7 +28,8 @@ from attnviz.learn.walkthrough import MASK_CHOICES
 from attnviz.masks import builders as masks
 from attnviz.masks.runs import compare_mask, prompt_tokens
 from attnviz.models.loading import LoadedModel
-from attnviz.sources.attention import retrieval_batch
+from attnviz.sources.answers import AnswerRequest, answer_batch
+from attnviz.sources.attention import passage_attention, retrieval_batch
 from attnviz.sources.attribution import METHODS, attribute
 from attnviz.sources.calibration import calibrate, case_shares, synthetic_cases
 from attnviz.sources.passages import build_prompt
@@ -131,6 +132,21 @@ def test_generated_answer_runs_in_bf16(pair: Callable[[str], Pair]) -> None:
     result = attribute(bf16, "Where is Paris?", PASSAGES, method="naive", max_new_tokens=4, heads=[(0, 0)])
     assert 0 < len(result.answer_ids) <= 4
     assert result.scores["naive"].shape == (len(result.answer_ids), len(PASSAGES))
+
+
+def test_batched_answers_in_bf16(pair: Callable[[str], Pair]) -> None:
+    """A left-padded batch (mask, positions) generates in bf16; each answer's attention pass matches float32's."""
+    fp32, bf16 = pair("llama")
+    prompts = [
+        build_prompt(bf16, "Where is Paris?", PASSAGES),
+        build_prompt(bf16, "Which of these cities is in Germany?", PASSAGES[:2]),
+    ]
+    answered = answer_batch(bf16, [AnswerRequest(p, ((0, 1),), 4) for p in prompts])
+    for prompt, got in zip(prompts, answered, strict=True):
+        assert 0 < len(got.answer_ids) <= 4
+        reference, logprobs = passage_attention(fp32, prompt, got.answer_ids, ((0, 1),))
+        close(got.attention.mass, reference.mass)
+        close(got.logprobs, logprobs, atol=1e-2)
 
 
 def test_calibrate(pair: Callable[[str], Pair]) -> None:

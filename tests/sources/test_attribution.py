@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from attnviz.sources import attribution
+from attnviz.sources.ablation import planned_passes
 from attnviz.sources.attention import answer_logprobs
 from attnviz.sources.attribution import attribute
 from attnviz.sources.calibration import Case
@@ -29,6 +30,22 @@ def test_ablation_is_the_log_prob_drop_of_removing_each_passage(tiny) -> None:
     ablated = answer_logprobs(loaded, without_second.ids, result.answer_ids)
     np.testing.assert_allclose(result.scores["ablation"][:, 1], result.logprobs - ablated, atol=1e-4)
     assert result.scores["ablation"].shape == (len(result.answer_ids), len(PASSAGES))
+
+
+def test_ablation_checked_later_equals_ablation_at_once(tiny) -> None:
+    """The page shows attention first and checks by ablation on request: the scores of all methods at once."""
+    loaded = tiny("llama")
+    ask = {"answer": "In France.", "heads": [(1, 3)], "max_leave_one_out": 2, "passes": 6}
+    first = attribute(loaded, "Where is Paris?", PASSAGES, method=("attention", "naive"), **ask)
+    assert first.ablation is None and set(first.scores) == {"attention", "naive"}
+    later = attribution.check_by_ablation(loaded, first, passes=6, max_leave_one_out=2)
+    at_once = attribute(loaded, "Where is Paris?", PASSAGES, **ask)
+    assert list(later.scores) == list(at_once.scores) == list(attribution.METHODS)
+    assert later.ablation.kind == "subsets"
+    assert later.ablation.passes == planned_passes(len(PASSAGES), 6, 2) == 6
+    for method in attribution.METHODS:
+        np.testing.assert_allclose(later.scores[method], at_once.scores[method], atol=1e-5)
+    assert set(later.seconds) == {"generate", "attention", "ablation"}
 
 
 def test_attribute_rejects_unknown_method_and_encoders(tiny, minilm) -> None:
