@@ -71,7 +71,7 @@ def measure(model: str, prompts: int) -> dict[str, object]:
     return {
         "model": model, "prompts": len(chosen), "natural": natural, "tokens": sum(len(p.ids) for p in chosen),
         "atlas_seconds": atlas_seconds, "atlas_peak_mb": atlas_peak, "forward_seconds": forward_seconds,
-        "forward_peak_mb": forward_peak, "retrieval": retrieval is not None,
+        "forward_peak_mb": forward_peak, "uncalibrated": loaded.info.has_chat_template and retrieval is None,
         "roles": {name: len(heads) for name, heads in found[0].roles.items()},
     }  # fmt: skip
 
@@ -90,7 +90,7 @@ def rows_of(measured: dict[str, object]) -> list[Row]:
     model, seconds, tokens = str(measured["model"]), float(measured["atlas_seconds"]), int(measured["tokens"])
     what = (
         f"{model}: {measured['prompts']} prompts ({measured['natural']} passages + generated) and the ablation "
-        f"checks{'' if measured['retrieval'] else ' (no retrieval calibration cached)'}"
+        f"checks{' (no retrieval calibration cached)' if measured['uncalibrated'] else ''}"
     )
     forwards = float(measured["forward_seconds"])
     rows = [

@@ -133,7 +133,7 @@ def test_atlas_rows_compare_with_plain_forwards_and_the_budget() -> None:
 
     measured = {
         "model": "smollm2-135m-instruct", "prompts": 206, "natural": 158, "tokens": 19_000, "atlas_seconds": 300.0,
-        "atlas_peak_mb": 512.0, "forward_seconds": 60.0, "forward_peak_mb": 20.0, "retrieval": True,
+        "atlas_peak_mb": 512.0, "forward_seconds": 60.0, "forward_peak_mb": 20.0, "uncalibrated": False,
     }  # fmt: skip
     atlas, budget = rows_of(measured)
     assert (atlas.case, atlas.ratio, atlas.ours_peak_mb, atlas.baseline_peak_mb) == ("atlas", 5.0, 512.0, 20.0)
