@@ -84,7 +84,8 @@ class Hooks:
 
     ``record`` receives every call of the ``layers`` chosen (all if None; see
     :class:`AttentionCall`); ``ablate`` maps a site to heads whose
-    weights are zeroed (their output becomes zero); ``mask`` is a boolean
+    weights are zeroed (their output becomes zero); ``row_ablate`` holds one more such map per
+    batch row, applied to that row only (one batch runs several ablations); ``mask`` is a boolean
     [queries, keys] matrix of allowed entries that replaces the model's own mask in
     the self-attention of ``mask_stacks`` (rows are aligned to the last queries).
     ``chunk_bytes`` (recorders that accept chunks only) bounds the float32 scores of one
@@ -95,6 +96,7 @@ class Hooks:
     record: Recorder | None = None
     layers: frozenset[int] | None = None
     ablate: dict[Site, tuple[int, ...]] = field(default_factory=dict)
+    row_ablate: tuple[dict[Site, tuple[int, ...]], ...] = ()
     mask: torch.Tensor | None = None
     mask_stacks: tuple[Stack, ...] = ("encoder", "decoder")
     chunk_bytes: int | None = None
@@ -108,7 +110,8 @@ class Hooks:
     def touches(self, site: Site) -> bool:
         """Whether this site needs the explicit eager maths; others take the fused SDPA kernel."""
         masked = self.mask is not None and site.stack in self.mask_stacks
-        return masked or site in self.ablate or self.records(site)
+        ablated = site in self.ablate or any(site in row for row in self.row_ablate)
+        return masked or ablated or self.records(site)
 
 
 _ACTIVE: contextvars.ContextVar[Hooks | None] = contextvars.ContextVar("attnviz_hooks", default=None)
@@ -254,6 +257,9 @@ def attnviz_attention(
             heads = hooks.ablate.get(site)
             if heads:
                 weights[:, list(heads)] = 0.0  # softmax gave a fresh tensor: safe to edit in place
+            for row, ablation in enumerate(hooks.row_ablate):
+                if ablation.get(site):
+                    weights[row, list(ablation[site])] = 0.0
             if hooks.records(site):
                 hooks.record(AttentionCall(site, weights, value, mask_rows, module, start, q_len, k_len, scores))
         output[:, :, rows] = torch.matmul(weights, value[:, :, :width])

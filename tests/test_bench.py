@@ -127,3 +127,17 @@ def test_long_context_times_both_sides_warm_and_repeated() -> None:
     assert found["summary_s"] == pytest.approx(statistics.median(found["summary_runs_s"]), abs=0.01)
     assert found["ratio"] == pytest.approx(found["summary_s"] / found["sdpa_s"], rel=0.05)
     assert found["summary_peak_gb"] > 0.3 and found["sdpa_peak_gb"] > 0.3  # the whole process: model included
+
+
+def test_atlas_rows_compare_with_plain_forwards_and_the_budget() -> None:
+    from benchmarks.atlas import rows_of
+
+    measured = {
+        "model": "smollm2-135m-instruct", "prompts": 206, "natural": 158, "tokens": 19_000, "atlas_seconds": 300.0,
+        "atlas_peak_mb": 512.0, "forward_seconds": 60.0, "forward_peak_mb": 20.0, "uncalibrated": False,
+    }  # fmt: skip
+    atlas, budget = rows_of(measured)
+    assert (atlas.case, atlas.ratio, atlas.ours_peak_mb, atlas.baseline_peak_mb) == ("atlas", 5.0, 512.0, 20.0)
+    assert atlas.met() is None and "206 prompts (158 passages" in atlas.note
+    assert (budget.case, budget.baseline, budget.ratio, budget.verdict()) == ("atlas_budget", 600.0, 0.5, "≤ 1: met")
+    assert [r.case for r in rows_of(measured | {"model": "my-model"})] == ["atlas"]  # no stated budget

@@ -15,7 +15,7 @@ import torch
 from attnviz.hooks import Hooks, Site
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import forward
-from attnviz.tracing.inputs import prompt_inputs, trace_inputs
+from attnviz.tracing.inputs import trace_inputs
 from attnviz.tracing.prediction import Prediction, top_next_tokens
 from attnviz.tracing.trace import Trace, record
 
@@ -59,19 +59,31 @@ def next_token(
 
 
 def token_logprobs(
-    loaded: LoadedModel, ids: Sequence[int], ablate: dict[Site, tuple[int, ...]] | None = None
+    loaded: LoadedModel,
+    rows: Sequence[Sequence[int]],
+    ablations: Sequence[dict[Site, tuple[int, ...]]],
+    first: int = 0,
 ) -> np.ndarray:
-    """[n - 1] log-probability of each token ``ids[t]`` given ``ids[:t]``, with ``ablate`` heads zeroed (one pass)."""
-    inputs = prompt_inputs(ids)
-    tokens = inputs["input_ids"]
-    logits = getattr(forward(loaded, inputs, Hooks(ablate=ablate or {})), "logits", None)
+    """[rows, n - 1 - first] log-probability of each token ``ids[t]`` (t > ``first``) given ``ids[:t]``, in one pass
+    over rows of equal length n, row r with heads ``ablations[r]`` zeroed.
+
+    Only the logits of the scored positions are computed where the model allows, and the
+    normaliser is taken one row at a time: a batch never holds two [rows, n, vocab] tensors.
+    """
+    tokens = torch.tensor([list(ids) for ids in rows], dtype=torch.long)
+    kept = tokens.shape[1] - first
+    inputs = {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
+    outputs = forward(loaded, inputs, Hooks(row_ablate=tuple(ablations)), logits_to_keep=kept)
+    logits = getattr(outputs, "logits", None)
     if logits is None:
         raise NoPredictionError(
             f"'{loaded.info.name}' is loaded without a language-model head, so it predicts no token."
         )
-    logprobs = torch.log_softmax(logits[0, :-1].float(), dim=-1)
-    targets = tokens[0, 1:].to(logprobs.device)
-    return logprobs[torch.arange(len(targets), device=logprobs.device), targets].cpu().numpy()
+    predicting = logits[:, -kept:-1]  # positions first .. n - 2 predict tokens first + 1 .. n - 1
+    targets = tokens[:, first + 1 :].to(predicting.device)
+    picked = predicting.gather(-1, targets[..., None])[..., 0].float()
+    norms = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in predicting])
+    return (picked - norms).cpu().numpy()
 
 
 def ablate_heads(

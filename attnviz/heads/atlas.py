@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import torch
 from attnviz.heads.corpus import Corpus, CorpusPrompt, PromptKind, corpus_prompts, token_matches
 from attnviz.heads.roles import ROLES, Head, RetrievalInputs, RoleCheck, assign_roles, check_roles
 from attnviz.heads.stats import bootstrap
-from attnviz.heads.summary import STAT_NAMES, StatSums, entropy_bits
+from attnviz.heads.summary import STAT_NAMES, StatSums
 from attnviz.hooks import AttentionCall, Hooks
 from attnviz.models.loading import LoadedModel
 from attnviz.models.registry import cache_root
@@ -46,6 +46,7 @@ MEASURED_ON: dict[str, PromptKind] = {
     name: "natural" for name in ("entropy", "distance", "first_token", "previous_token", "breadth")
 } | {"induction": "repeated", "duplicate": "duplicate"}
 _EXTRA = ("breadth", "induction", "duplicate")
+STATISTICS_PASS_TOKENS = 1024  # tokens of one statistics pass (prompts of one length share it)
 Progress = Callable[[float, str], None]  # (fraction done, what runs now)
 
 
@@ -114,13 +115,16 @@ class Atlas:
         }
 
 
-class _PromptSums:
-    """The statistics of one prompt's attention calls, reduced chunk by chunk (see :class:`Atlas`)."""
+class _BatchSums:
+    """The statistics of a batch of prompts of one length, reduced from their attention calls chunk by chunk.
 
-    def __init__(self, prompt: CorpusPrompt, device: torch.device) -> None:
-        duplicate, induction = token_matches(prompt.ids)
-        self.matches = torch.as_tensor(np.stack([induction, duplicate]), dtype=torch.float32, device=device)
-        self.matched_rows = self.matches.amax(-1).sum(-1).clamp_min(1.0)  # [2] queries with some match
+    Prompt b's heads are rows ``b·heads .. (b + 1)·heads`` of the running sums (see :class:`Atlas`).
+    """
+
+    def __init__(self, prompts: Sequence[CorpusPrompt], device: torch.device) -> None:
+        matches = [np.stack(token_matches(p.ids)[::-1]) for p in prompts]  # (induction, duplicate) [2, n, n]
+        self.matches = torch.as_tensor(np.stack(matches), dtype=torch.float32, device=device)  # [B, 2, n, n]
+        self.matched_rows = self.matches.amax(-1).sum(-1).clamp_min(1.0)  # [B, 2] queries with some match
         self.layers: dict[int, StatSums] = {}
         self.extra: dict[int, torch.Tensor] = {}
         self.breadth_rows: dict[int, int] = {}  # queries that may see two keys or more (entropy can vary)
@@ -128,47 +132,49 @@ class _PromptSums:
 
     def add(self, call: AttentionCall) -> None:
         layer, start = call.site.layer, call.query_start
-        p, scores = call.weights[0].float(), call.scores[0].float()  # [heads, rows, width]
+        batch, heads, rows, width = call.weights.shape
+        p, scores = call.weights.float(), call.scores.float()  # [batch, heads, rows, width]
         if layer not in self.layers:
-            self.layers[layer] = StatSums(p.shape[0], call.n_queries, call.n_keys, p.device)
-            self.extra[layer] = torch.zeros((p.shape[0], 3), dtype=torch.float32, device=p.device)
+            self.layers[layer] = StatSums(batch * heads, call.n_queries, call.n_keys, p.device)
+            self.extra[layer] = torch.zeros((batch, heads, 3), dtype=torch.float32, device=p.device)
             self.breadth_rows[layer] = 0
-        self.layers[layer].add(p, scores, start)
-        rows, width = slice(start, start + p.shape[1]), p.shape[2]
-        visible = _visible_keys(call, p.shape[1])
+        entropy = self.layers[layer].add(p.flatten(0, 1), scores.flatten(0, 1), start).view(batch, heads, rows)
+        visible = _visible_keys(call, rows)
         usable = visible > 1
-        breadth = entropy_bits(p, scores)[:, usable] / torch.log2(visible[usable].float())
-        self.extra[layer][:, 0] += breadth.sum(1)
+        self.extra[layer][..., 0] += (entropy[..., usable] / torch.log2(visible[usable].float())).sum(-1)
         self.breadth_rows[layer] += int(usable.sum())
-        self.extra[layer][:, 1:] += torch.einsum("hqk,sqk->hs", p, self.matches[:, rows, :width])
-        if start + p.shape[1] == call.n_queries:
-            self.done[layer] = self._finish(layer)
+        matches = self.matches[:, :, start : start + rows, :width]
+        self.extra[layer][..., 1:] += torch.einsum("bhqk,bsqk->bhs", p, matches)
+        if start + rows == call.n_queries:
+            self.done[layer] = self._finish(layer, batch)
 
-    def _finish(self, layer: int) -> np.ndarray:
-        """[heads, S] statistics of a finished layer in the order of :data:`STATISTICS`."""
-        base = dict(zip(STAT_NAMES, self.layers.pop(layer).finish().T, strict=True))
-        extra = self.extra.pop(layer).double().cpu().numpy()
-        counts = np.array([max(self.breadth_rows.pop(layer), 1), *self.matched_rows.double().cpu().numpy()])
-        extra = dict(zip(_EXTRA, (extra / counts).T, strict=True))
-        return np.stack([(base | extra)[name] for name in STATISTICS], axis=-1)
+    def _finish(self, layer: int, batch: int) -> np.ndarray:
+        """[batch, heads, S] statistics of a finished layer in the order of :data:`STATISTICS`."""
+        base = self.layers.pop(layer).finish().reshape(batch, -1, len(STAT_NAMES))
+        breadth_rows = max(self.breadth_rows.pop(layer), 1)
+        counts = np.concatenate([np.full((batch, 1), breadth_rows), self.matched_rows.double().cpu().numpy()], 1)
+        extra = self.extra.pop(layer).double().cpu().numpy() / counts[:, None, :]
+        columns = dict(zip(STAT_NAMES, np.moveaxis(base, -1, 0), strict=True))
+        columns |= dict(zip(_EXTRA, np.moveaxis(extra, -1, 0), strict=True))
+        return np.stack([columns[name] for name in STATISTICS], axis=-1)
 
 
 def _visible_keys(call: AttentionCall, rows: int) -> torch.Tensor:
-    """[rows] how many keys each query of the chunk may see, from the mask that was applied."""
+    """[rows] how many keys each query of the chunk may see, from the mask that was applied (one for the batch)."""
     if call.mask is None:
         return torch.full((rows,), call.n_keys, device=call.weights.device)
     allowed = (call.mask[0, 0] > torch.finfo(call.mask.dtype).min).sum(-1)
     return allowed.expand(rows)
 
 
-def prompt_statistics(loaded: LoadedModel, prompt: CorpusPrompt) -> np.ndarray:
-    """[layers, heads, S] statistics of one prompt (S = :data:`STATISTICS`), in one forward pass."""
-    ids = torch.tensor([prompt.ids])
+def batch_statistics(loaded: LoadedModel, prompts: Sequence[CorpusPrompt]) -> np.ndarray:
+    """[prompts, layers, heads, S] statistics (S = :data:`STATISTICS`) of prompts of one length, in one pass."""
+    ids = torch.tensor([p.ids for p in prompts])
     inputs: dict[str, object] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if loaded.kind == "encoder-decoder":
         start = loaded.model.config.decoder_start_token_id
-        inputs["decoder_input_ids"] = torch.tensor([[0 if start is None else int(start)]])
-    sums = _PromptSums(prompt, loaded.device)
+        inputs["decoder_input_ids"] = torch.full((len(prompts), 1), 0 if start is None else int(start))
+    sums = _BatchSums(prompts, loaded.device)
     stack = loaded.main_stack
 
     def reduce(call: AttentionCall) -> None:
@@ -181,7 +187,20 @@ def prompt_statistics(loaded: LoadedModel, prompt: CorpusPrompt) -> np.ndarray:
         Hooks(record=reduce, chunk_bytes=chunk_bytes_for(loaded, inputs)),
         last_logits_only=True,
     )
-    return np.stack([sums.done[layer] for layer in sorted(sums.done)])
+    return np.stack([sums.done[layer] for layer in sorted(sums.done)], axis=1)
+
+
+def statistics_passes(prompts: Sequence[CorpusPrompt]) -> list[list[int]]:
+    """Indices of ``prompts`` per statistics pass: prompts of one length, at most STATISTICS_PASS_TOKENS tokens a pass."""
+    lengths: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        lengths.setdefault(len(prompt.ids), []).append(index)
+    return [
+        members[i : i + step]
+        for n_tokens, members in lengths.items()
+        for step in [max(1, STATISTICS_PASS_TOKENS // n_tokens)]
+        for i in range(0, len(members), step)
+    ]
 
 
 def build_atlas(
@@ -196,19 +215,25 @@ def build_atlas(
     """Statistics of every head over ``prompts`` natural passages of ``corpus`` and generated sequences,
     the roles they give and an ablation check of each role (``retrieval``: calibrated heads and cases).
 
-    ``progress(done, what)`` is told after every forward pass; setting ``cancel`` stops at the next one.
+    Prompts of one length share a statistics pass (:func:`statistics_passes`), and the ablation checks
+    batch their runs too. ``progress(done, what)`` is told after every forward pass; setting ``cancel``
+    stops at the next one.
     """
     chosen = corpus_prompts(loaded, corpus, prompts)
-    per_prompt = []
-    for number, prompt in enumerate(chosen, start=1):
+    passes = statistics_passes(chosen)
+    found: dict[int, np.ndarray] = {}
+    for number, members in enumerate(passes, start=1):
         if cancel is not None and cancel.is_set():
             raise AtlasCancelled("The atlas was cancelled.")
-        per_prompt.append(prompt_statistics(loaded, prompt))
+        found.update(zip(members, batch_statistics(loaded, [chosen[i] for i in members]), strict=True))
+        done = len(found)
         if progress is not None:
+            kinds = sorted({chosen[i].kind for i in members})
             progress(
-                0.6 * number / len(chosen), f"Statistics: prompt {number} of {len(chosen)} ({prompt.kind})"
+                0.6 * done / len(chosen),
+                f"Statistics: pass {number} of {len(passes)}, {done} of {len(chosen)} prompts ({', '.join(kinds)})",
             )
-    values = np.stack(per_prompt)
+    values = np.stack([found[i] for i in range(len(chosen))])
     kinds = np.array([p.kind for p in chosen])
     names = tuple(STATISTICS)
     mean, low, high = (np.full(values.shape[1:], np.nan) for _ in range(3))

@@ -25,6 +25,9 @@ from attnviz.models.loading import LoadedModel
 Head = tuple[int, int]
 TOP_K = 3
 CHECK_CASES = 12
+# One ablation pass takes at most this many tokens and this many bytes of float32 logits (rows × scored × vocab).
+PASS_TOKENS = 2048
+PASS_LOGIT_BYTES = 128 * 2**20
 METRICS = {
     "repeated": "loss on the second half of repeated random tokens (nats/token)",
     "natural": "loss on natural text (nats/token)",
@@ -166,23 +169,32 @@ def control_heads(
 
 @dataclass(frozen=True)
 class _Case:
-    """A scored sequence: ``ids`` and the slice of its [n − 1] token log-probs the metric reads."""
+    """A scored sequence: ``ids``, read from the prediction of token ``first + 1`` on."""
 
     ids: tuple[int, ...]
-    scored: slice
+    first: int
     loss: bool  # True: mean negative log-prob (loss); False: summed log-prob (answer)
 
-    def value(self, logprobs: np.ndarray) -> float:
-        chosen = logprobs[self.scored]
-        return float(-chosen.mean() if self.loss else chosen.sum())
+    def value(self, scored: np.ndarray) -> float:
+        """The metric from the log-probs of tokens ``first + 1 ..`` (what :func:`token_logprobs` returns)."""
+        return float(-scored.mean() if self.loss else scored.sum())
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One row of an ablation pass: a case of ``task`` with ``heads`` switched off (none: the intact model)."""
+
+    task: str
+    case: _Case
+    heads: tuple[Head, ...]
 
 
 def _cases(prompts: Sequence[CorpusPrompt], retrieval: RetrievalInputs | None) -> dict[str, list[_Case]]:
     """The cases of each metric: the first CHECK_CASES prompts of the fitting kind."""
-    natural = [_Case(p.ids, slice(None), True) for p in prompts if p.kind == "natural"]
-    repeated = [_Case(p.ids, slice(p.start + p.period, None), True) for p in prompts if p.kind == "repeated"]
+    natural = [_Case(p.ids, 0, True) for p in prompts if p.kind == "natural"]
+    repeated = [_Case(p.ids, p.start + p.period, True) for p in prompts if p.kind == "repeated"]
     answers = [
-        _Case((*prompt, *answer), slice(len(prompt) - 1, None), False) for prompt, answer in retrieval.cases
+        _Case((*prompt, *answer), len(prompt) - 1, False) for prompt, answer in retrieval.cases
     ] if retrieval is not None else []  # fmt: skip
     return {
         "natural": natural[:CHECK_CASES],
@@ -199,6 +211,39 @@ def _ablation(loaded: LoadedModel, heads: Sequence[Head]) -> dict[Site, tuple[in
     return sites
 
 
+def _rows_per_pass(loaded: LoadedModel, n_tokens: int, kept: int) -> int:
+    """How many rows of ``n_tokens`` tokens, ``kept`` of them scored, one ablation pass takes."""
+    by_logits = PASS_LOGIT_BYTES // (kept * loaded.info.vocab_size * 4)
+    return max(1, min(PASS_TOKENS // n_tokens, by_logits))
+
+
+def _run_values(
+    loaded: LoadedModel, runs: Sequence[_Run], progress: Callable[[float, str], None]
+) -> list[float]:
+    """Each run's metric, from passes that batch runs of one task, length and scored span (any ablations)."""
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for index, run in enumerate(runs):
+        groups.setdefault((run.task, len(run.case.ids), run.case.first), []).append(index)
+    passes = [
+        (task, first, members[i : i + step])
+        for (task, n_tokens, first), members in groups.items()
+        for step in [_rows_per_pass(loaded, n_tokens, n_tokens - first)]
+        for i in range(0, len(members), step)
+    ]
+    values = [0.0] * len(runs)
+    done = 0
+    for number, (task, first, members) in enumerate(passes, start=1):
+        progress(done / len(runs), f"Ablation checks: pass {number} of {len(passes)}, {METRICS[task]}")
+        chosen = [runs[i] for i in members]
+        scored = token_logprobs(
+            loaded, [r.case.ids for r in chosen], [_ablation(loaded, r.heads) for r in chosen], first
+        )
+        for index, run, row in zip(members, chosen, scored, strict=True):
+            values[index] = run.case.value(row)
+        done += len(members)
+    return values
+
+
 def check_roles(
     loaded: LoadedModel,
     roles: dict[str, tuple[Head, ...]],
@@ -207,41 +252,48 @@ def check_roles(
     progress: Callable[[float, str], None],
     seed: int = 0,
 ) -> dict[str, RoleCheck | None]:
-    """Ablate each role's top heads and random same-layer heads on each of its metrics' cases (None: no heads)."""
+    """Ablate each role's top heads and random same-layer heads on each of its metrics' cases (None: no heads).
+
+    Every run (intact, ablated, control; any role) is planned first and then batched (:func:`_run_values`).
+    """
     cases = _cases(prompts, retrieval)
     plans = {role.name: [t for t in role.tasks if cases[t]] for role in ROLES if roles.get(role.name)}
-    tasks_used = {t for tasks in plans.values() for t in tasks}
-    total = sum(len(cases[t]) for t in tasks_used) + sum(
-        2 * len(cases[t]) for ts in plans.values() for t in ts
-    )
-    done = 0
-    baselines: dict[str, list[float]] = {}
+    tasks_used = sorted({t for tasks in plans.values() for t in tasks})
+    runs = [_Run(task, case, ()) for task in tasks_used for case in cases[task]]
+    baselines = {task: [i for i, run in enumerate(runs) if run.task == task] for task in tasks_used}
+    # Each role's (task, ablated runs, control runs).
+    planned: dict[str, list[tuple[str, list[int], list[int]]]] = {}
+    for number, role in enumerate(ROLES):
+        held = roles.get(role.name, ())
+        if not held:
+            continue
+        top = held[:TOP_K]
+        rng = np.random.default_rng(seed + number)
+        planned[role.name] = []
+        for task in plans[role.name]:
+            ablated, control = [], []
+            for case in cases[task]:
+                ablated.append(len(runs))
+                runs.append(_Run(task, case, top))
+                control.append(len(runs))
+                runs.append(_Run(task, case, control_heads(top, set(held), loaded.n_heads, rng)))
+            planned[role.name].append((task, ablated, control))
     try:
-        for task in sorted(tasks_used):
-            progress(done / max(total, 1), f"Ablation checks: intact model, {METRICS[task]}")
-            baselines[task] = [case.value(token_logprobs(loaded, case.ids)) for case in cases[task]]
-            done += len(cases[task])
+        values = _run_values(loaded, runs, progress)
     except NoPredictionError as problem:
         return {role.name: RoleCheck(roles.get(role.name, ())[:TOP_K], (), str(problem)) for role in ROLES}
     checks: dict[str, RoleCheck | None] = {}
     for number, role in enumerate(ROLES):
-        held = roles.get(role.name, ())
-        if not held:
+        if role.name not in planned:
             checks[role.name] = None
             continue
-        top = held[:TOP_K]
-        rng = np.random.default_rng(seed + number)
-        metrics = []
-        for task in plans[role.name]:
-            progress(done / max(total, 1), f"Ablation checks: {role.name} heads, {METRICS[task]}")
-            ablated, control = [], []
-            for case in cases[task]:
-                ablated.append(case.value(token_logprobs(loaded, case.ids, _ablation(loaded, top))))
-                random_heads = control_heads(top, set(held), loaded.n_heads, rng)
-                control.append(case.value(token_logprobs(loaded, case.ids, _ablation(loaded, random_heads))))
-                done += 2
-            metrics.append(_metric(task, baselines[task], ablated, control, seed + number))
-        checks[role.name] = RoleCheck(top, tuple(metrics), "" if metrics else "no cases for its metrics")
+        metrics = tuple(
+            _metric(task, [values[i] for i in baselines[task]], [values[i] for i in ablated],
+                    [values[i] for i in control], seed + number)
+            for task, ablated, control in planned[role.name]
+        )  # fmt: skip
+        note = "" if metrics else "no cases for its metrics"
+        checks[role.name] = RoleCheck(roles[role.name][:TOP_K], metrics, note)
     progress(1.0, "Ablation checks done")
     return checks
 

@@ -98,17 +98,22 @@ class StatSums:
         self.n_queries, self.n_keys = n_queries, n_keys
         self.sums = torch.zeros((heads, len(STAT_NAMES)), dtype=torch.float32, device=device)
 
-    def add(self, p: torch.Tensor, scores: torch.Tensor, start: int) -> None:
-        """Add one chunk: float32 weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``."""
+    def add(self, p: torch.Tensor, scores: torch.Tensor, start: int) -> torch.Tensor:
+        """Add one chunk: float32 weights and scores [heads, rows, width] for queries ``start..``, zero beyond ``width``.
+
+        Returns the chunk's entropies [heads, rows] in bits (the head atlas reuses them).
+        """
         stop, width = start + p.shape[1], p.shape[2]
         queries = torch.arange(start, stop, device=p.device) + (self.n_keys - self.n_queries)
         offsets = (queries[:, None] - torch.arange(width, device=p.device)[None, :]).abs().float()
-        self.sums[:, 0] += entropy_bits(p, scores).sum(1)
+        entropy = entropy_bits(p, scores)
+        self.sums[:, 0] += entropy.sum(1)
         self.sums[:, 1] += torch.einsum("hqk,qk->h", p, offsets)
         self.sums[:, 2] += p[:, :, 0].sum(1)
         rows = torch.arange(max(start, 1), stop, device=p.device)
         rows = rows[rows - 1 < width]
         self.sums[:, 3] += p[:, rows - start, rows - 1].sum(1)
+        return entropy
 
     def finish(self) -> np.ndarray:
         """Statistics [heads, S] float64 on the host: each sum over the queries it averages."""

@@ -41,16 +41,19 @@ def forward(
     active: Hooks | None = None,
     *,
     last_logits_only: bool = False,
+    logits_to_keep: int | None = None,
 ) -> ModelOutput:
     """One forward pass without KV cache, under the model's lock, with ``active`` hooks applied.
 
     Inputs move to the device of the model's input embeddings (the first device when spread).
     ``last_logits_only`` skips the [n, vocab] logits (200 MB at 1,024 tokens for SmolLM2)
-    when only attention or the next token is wanted.
+    when only attention or the next token is wanted; ``logits_to_keep`` keeps the last that many
+    positions' logits (both where the model allows it; otherwise every position's come back).
     """
     extra: dict[str, object] = {"use_cache": False} if hasattr(loaded.model.config, "use_cache") else {}
-    if last_logits_only and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
-        extra["logits_to_keep"] = 1
+    keep = 1 if last_logits_only else logits_to_keep
+    if keep is not None and "logits_to_keep" in inspect.signature(loaded.model.forward).parameters:
+        extra["logits_to_keep"] = keep
     inputs = {
         name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()
     }

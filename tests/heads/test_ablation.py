@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.heads.ablation import NoPredictionError, ablate_heads, next_token
-from attnviz.hooks import Site
+from attnviz.heads.ablation import NoPredictionError, ablate_heads, next_token, token_logprobs
+from attnviz.hooks import Hooks, Site
+from attnviz.tracing.forward import forward
+from attnviz.tracing.inputs import prompt_inputs
 from attnviz.tracing.prediction import rank_changes
 from attnviz.tracing.trace import trace as trace_prompt
 
@@ -79,3 +81,21 @@ def test_every_ablated_token_has_its_intact_probability(smollm2) -> None:
         if change.other_rank is not None:
             expected = float(result.baseline.probs[change.other_rank - 1])
             assert change.other_probability == pytest.approx(expected, rel=1e-5)
+
+
+def test_rows_of_one_pass_each_with_its_ablation_equal_a_pass_of_their_own(tiny) -> None:
+    """Batched log-probs (scored positions only, one ablation per row) against full logits of one row at a time."""
+    loaded = tiny("llama")
+    rng = np.random.default_rng(0)
+    rows = [tuple(int(i) for i in rng.integers(10, 5000, 24)) for _ in range(4)]
+    ablations = [
+        {}, {Site("decoder", 0): (0,)}, {Site("decoder", 1): (1, 2)}, {Site("decoder", 0): (3,), Site("decoder", 1): (0,)}
+    ]  # fmt: skip
+    first = 9
+    batched = token_logprobs(loaded, rows, ablations, first)
+    assert batched.shape == (4, 24 - 1 - first)
+    for ids, ablate, got in zip(rows, ablations, batched, strict=True):
+        logits = forward(loaded, prompt_inputs(ids), Hooks(ablate=ablate)).logits[0, :-1]
+        alone = torch.log_softmax(logits, -1)[torch.arange(23), torch.tensor(ids[1:])][first:]
+        np.testing.assert_allclose(got, alone.numpy(), rtol=1e-5, atol=1e-5)
+    assert all(not np.allclose(batched[0], other, atol=1e-3) for other in batched[1:])  # each ablation tells

@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from attnviz import cli, hooks
+from attnviz.heads import roles as roles_module
 from attnviz.heads import stats
 from attnviz.heads.atlas import (
     DEFAULT_PROMPTS,
     STATISTICS,
     AtlasCancelled,
     atlas,
+    batch_statistics,
     build_atlas,
-    prompt_statistics,
 )
 from attnviz.heads.corpus import (
     SHIPPED,
@@ -73,10 +74,11 @@ def test_statistics_equal_full_traces_on_every_kind_of_prompt(tiny, family: str)
     """Causal GQA decoder and bidirectional encoder; natural, repeated and duplicated-token prompts."""
     loaded = tiny(family)
     prompts = corpus_prompts(loaded, CORPUS, 1, max_tokens=40)
-    for kind in ("natural", "repeated", "duplicate"):
-        prompt = next(p for p in prompts if p.kind == kind)
-        np.testing.assert_allclose(prompt_statistics(loaded, prompt), full_statistics(loaded, prompt), rtol=1e-4,
-                                   atol=1e-5)  # fmt: skip
+    generated = [p for p in prompts if p.kind != "natural"]  # repeated and duplicated, all of one length: one pass
+    assert {p.kind for p in generated} == {"repeated", "duplicate"} and len({len(p.ids) for p in generated}) == 1
+    for batch in ([prompts[0]], generated):
+        for prompt, found in zip(batch, batch_statistics(loaded, batch), strict=True):
+            np.testing.assert_allclose(found, full_statistics(loaded, prompt), rtol=1e-4, atol=1e-5)
 
 
 def test_induction_on_repeated_tokens_is_the_usual_induction_score(tiny) -> None:
@@ -85,13 +87,13 @@ def test_induction_on_repeated_tokens_is_the_usual_induction_score(tiny) -> None
     ids = torch.tensor([prompt.ids])
     _, recording = record(loaded, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     usual = stats.induction_score(recording.weights["decoder"][0], prompt.period, prompt.start)
-    np.testing.assert_allclose(prompt_statistics(loaded, prompt)[..., list(STATISTICS).index("induction")], usual,
+    np.testing.assert_allclose(batch_statistics(loaded, [prompt])[0, ..., list(STATISTICS).index("induction")], usual,
                                rtol=1e-4, atol=1e-6)  # fmt: skip
 
 
 def test_smollm2_statistics_equal_its_full_trace(smollm2) -> None:
     prompt = corpus_prompts(smollm2, CORPUS, 1, max_tokens=24)[0]
-    np.testing.assert_allclose(prompt_statistics(smollm2, prompt), full_statistics(smollm2, prompt), rtol=1e-3,
+    np.testing.assert_allclose(batch_statistics(smollm2, [prompt])[0], full_statistics(smollm2, prompt), rtol=1e-3,
                                atol=1e-4)  # fmt: skip
 
 
@@ -153,6 +155,25 @@ def test_ablation_finds_a_planted_effect_and_reports_none_where_there_is_none(ti
     local = checks["local"].metrics[0]
     assert local.ablated == pytest.approx(local.baseline, abs=1e-5) and not local.measurable
     assert checks["previous-token"] is None  # no heads, no check
+
+
+def test_batched_ablation_checks_equal_one_case_per_pass(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intact, ablated and control runs of every role batched together give each metric of one run per pass."""
+    loaded = tiny("llama")
+    prompts = corpus_prompts(loaded, CORPUS, 2, max_tokens=40)
+    roles = {"previous-token": ((1, 0), (0, 2)), "local": ((0, 1),), "first-token sink": ((1, 3),)}
+    batched = check_roles(loaded, roles, prompts, None, lambda done, what: None)
+    monkeypatch.setattr(roles_module, "PASS_TOKENS", 1)  # one row per pass
+    alone = check_roles(loaded, roles, prompts, None, lambda done, what: None)
+    assert batched.keys() == alone.keys() and batched["induction"] is None
+    for name, check in batched.items():
+        if check is None:
+            continue
+        assert check.heads == alone[name].heads and len(check.metrics) == len(alone[name].metrics) > 0
+        for ours, reference in zip(check.metrics, alone[name].metrics, strict=True):
+            assert ours.metric == reference.metric and ours.cases == reference.cases
+            for field in ("baseline", "ablated", "control", "effect_low", "effect_high"):
+                assert getattr(ours, field) == pytest.approx(getattr(reference, field), rel=1e-5, abs=1e-5)
 
 
 def test_atlas_is_cached_and_cancellable(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
