@@ -22,7 +22,7 @@ from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.sources.passages import PassagePrompt
 from attnviz.tracing.forward import forward
-from attnviz.tracing.inputs import PromptError
+from attnviz.tracing.inputs import PromptError, pad
 
 Head = tuple[int, int]
 # Query x key cells per head that one batched pass of retrieval_batch may hold: as many as one prompt of
@@ -57,13 +57,7 @@ def _sequences(
     Rows of unequal length are left-padded, with positions counted from each row's first real token,
     so every row's answer ends at the last column and its tokens keep the positions they have alone.
     """
-    rows = [np.concatenate([ids, answer_ids]) for ids in prompts]
-    n = max(len(row) for row in rows)
-    input_ids = torch.zeros(len(rows), n, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for index, row in enumerate(rows):
-        input_ids[index, n - len(row) :] = torch.as_tensor(row)
-        mask[index, n - len(row) :] = 1
+    input_ids, mask = pad([[*map(int, ids), *map(int, answer_ids)] for ids in prompts], 0, left=True)
     inputs: dict[str, object] = {"input_ids": input_ids, "attention_mask": mask}
     if not bool(mask.all()):
         inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0)
