@@ -17,7 +17,7 @@ import streamlit as st
 
 from attnviz.models.loading import LoadedModel
 from attnviz.sources import attribution
-from attnviz.sources.ablation import MAX_LEAVE_ONE_OUT, planned_passes
+from attnviz.sources.ablation import ablation_kind, planned_passes
 from attnviz.sources.agreement import agreement, faithfulness
 from attnviz.sources.answers import Answered, AnswerQueue, AnswerRequest
 from attnviz.sources.attention import aggregate
@@ -70,6 +70,18 @@ def queued_answers(queue: AnswerQueue, bar) -> Callable[[AnswerRequest], Answere
     return wait
 
 
+def told_on(bar) -> tuple[Callable[[int], None], Callable[[float, str], None]]:  # noqa: ANN001 - an st.progress
+    """Callbacks that draw on ``bar``: a place in the model's turns, and a long job's progress."""
+
+    def queued(ahead: int) -> None:
+        bar.progress(0.0, text=f"Queued: {ahead} long job(s) ahead of yours on this shared model")
+
+    def progress(done: float, what: str) -> None:
+        bar.progress(min(1.0, done), text=what)
+
+    return queued, progress
+
+
 def run(request: Request, loaded: LoadedModel, served: cache.ServedModel) -> Attribution | None:
     """The answer and its attention attribution, batched with other sessions' answers; bad input: a warning.
 
@@ -80,13 +92,7 @@ def run(request: Request, loaded: LoadedModel, served: cache.ServedModel) -> Att
     first = tuple(m for m in request.methods if m != "ablation") or request.methods
     with st.status("Answering and attributing…", expanded=True) as status:
         bar = st.progress(0.0, text="Checking the prompt")
-
-        def queued(ahead: int) -> None:
-            bar.progress(0.0, text=f"Queued: {ahead} long job(s) ahead of yours on this shared model")
-
-        def progress(done: float, what: str) -> None:
-            bar.progress(min(1.0, done), text=what)
-
+        queued, progress = told_on(bar)
         try:
             result = shared.get(request)
             if result is None:
@@ -121,19 +127,15 @@ def check_by_ablation(
     shared = cache.attributions()
     with st.status("Checking by ablation…", expanded=True) as status:
         bar = st.progress(0.0, text="Waiting for the model")
-
-        def queued(ahead: int) -> None:
-            bar.progress(0.0, text=f"Queued: {ahead} long job(s) ahead of yours on this shared model")
-
+        queued, progress = told_on(bar)
         known = shared.get(request)
         if known is not None and known.ablation is not None:
             checked = known
         else:
             with turns.turn(queued):
                 checked = attribution.check_by_ablation(
-                    loaded, result, passes=request.passes,
-                    progress=lambda done, what: bar.progress(min(1.0, done), text=what),
-                )  # fmt: skip
+                    loaded, result, passes=request.passes, progress=progress
+                )
             shared.put(request, checked)
         done = f"Ablation done in {checked.seconds['ablation']:.1f} s"
         status.update(label=done, state="complete", expanded=False)
@@ -144,7 +146,7 @@ def check_by_ablation(
 def ablation_budget(request: Request, result: Attribution) -> str:
     """How many forward passes ablation will take, and of which kind (said before it runs)."""
     n_sources = len(result.sources)
-    how = "leave-one-out" if n_sources <= MAX_LEAVE_ONE_OUT else "random subsets"
+    how = {"leave-one-out": "leave-one-out", "subsets": "random subsets"}[ablation_kind(n_sources)]
     return f"{planned_passes(n_sources, request.passes)} forward passes, {how}"
 
 

@@ -65,12 +65,19 @@ def fit_surrogate(kept: np.ndarray, values: np.ndarray, ridge: float = 1e-2) -> 
     return weights[:-1].astype(np.float32)
 
 
+def ablation_kind(n_sources: int, max_leave_one_out: int = MAX_LEAVE_ONE_OUT) -> str:
+    """How ``n_sources`` are ablated: "leave-one-out" up to ``max_leave_one_out`` sources, else "subsets"."""
+    return "leave-one-out" if n_sources <= max_leave_one_out else "subsets"
+
+
 def planned_passes(
     n_sources: int, passes: int = DEFAULT_PASSES, max_leave_one_out: int = MAX_LEAVE_ONE_OUT
 ) -> int:
-    """Forward passes an ablation of ``n_sources`` takes: one per source up to ``max_leave_one_out``, else
+    """Forward passes an ablation of ``n_sources`` takes: one per source when leave-one-out, else
     ``passes`` random subsets (2 to MAX_PASSES); the page states it before anything runs."""
-    return n_sources if n_sources <= max_leave_one_out else max(2, min(passes, MAX_PASSES))
+    if ablation_kind(n_sources, max_leave_one_out) == "leave-one-out":
+        return n_sources
+    return max(2, min(passes, MAX_PASSES))
 
 
 def ablate_sources(
@@ -90,7 +97,7 @@ def ablate_sources(
     (at most MAX_PASSES) random-subset ablations with a linear surrogate.
     """
     n_sources = len(prompt.sources)
-    if n_sources <= max_leave_one_out:
+    if ablation_kind(n_sources, max_leave_one_out) == "leave-one-out":
         drops = np.zeros((len(answer_ids), n_sources), dtype=np.float32)
         for index in range(n_sources):
             drops[:, index] = base - ablated_logprobs(loaded, prompt, answer_ids, [index])
