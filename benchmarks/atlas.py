@@ -18,26 +18,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.memory import peak_mb, reset_peak, rss_mb
 from benchmarks.report import Row, format_report, format_table, format_verdicts
-from benchmarks.run import machine
+from benchmarks.run import Measurement, _row, _timed, machine
 
 MODELS = ("minilm-l6", "smollm2-135m-instruct")
 BUDGET_SECONDS = {"minilm-l6": 120.0, "smollm2-135m-instruct": 600.0}  # the issue's targets on 2 cores
 DEFAULT_PROMPTS = 200
-
-
-def _measured(work) -> tuple[float, float]:  # noqa: ANN001 - any callable
-    """Seconds of ``work()`` and its peak memory (MB) above the resident set before it."""
-    before = rss_mb()
-    reset_peak()
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start, peak_mb() - before
 
 
 def measure(model: str, prompts: int) -> dict[str, object]:
@@ -62,9 +51,9 @@ def measure(model: str, prompts: int) -> dict[str, object]:
         for prompt in chosen:
             forward(loaded, prompt_inputs(prompt.ids), None, last_logits_only=True)
 
-    forward_seconds, forward_peak = _measured(forwards)
+    forward_seconds, forward_peak = _timed(forwards)
     found: list[object] = []
-    atlas_seconds, atlas_peak = _measured(
+    atlas_seconds, atlas_peak = _timed(
         lambda: found.append(build_atlas(loaded, corpus, prompts=prompts, retrieval=retrieval))
     )
     natural = sum(p.kind == "natural" for p in chosen)
@@ -92,19 +81,13 @@ def rows_of(measured: dict[str, object]) -> list[Row]:
         f"{model}: {measured['prompts']} prompts ({measured['natural']} passages + generated) and the ablation "
         f"checks{' (no retrieval calibration cached)' if measured['uncalibrated'] else ''}"
     )
-    forwards = float(measured["forward_seconds"])
-    rows = [
-        Row("atlas", tokens, float(f"{seconds:.4g}"), float(f"{forwards:.4g}"), round(seconds / forwards, 4), "s",
-            round(float(measured["atlas_peak_mb"]), 1), round(float(measured["forward_peak_mb"]), 1),
-            f"{what} vs one plain SDPA forward of each prompt")
-    ]  # fmt: skip
+    atlas = Measurement(seconds, float(measured["atlas_peak_mb"]))
+    forwards = Measurement(float(measured["forward_seconds"]), float(measured["forward_peak_mb"]))
+    rows = [_row("atlas", tokens, atlas, forwards, f"{what} vs one plain SDPA forward of each prompt")]
     budget = BUDGET_SECONDS.get(model)
     if budget is not None:
-        rows.append(
-            Row("atlas_budget", tokens, float(f"{seconds:.4g}"), budget, round(seconds / budget, 4), "s",
-                round(float(measured["atlas_peak_mb"]), 1), None,
-                f"{what} vs the issue's {budget:g} s on 2 cores (stated for about {DEFAULT_PROMPTS} passages)")
-        )  # fmt: skip
+        stated = f"{what} vs the issue's {budget:g} s on 2 cores (stated for about {DEFAULT_PROMPTS} passages)"
+        rows.append(_row("atlas_budget", tokens, atlas, Measurement(budget, None, samples=None), stated))
     return rows
 
 
