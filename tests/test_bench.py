@@ -99,8 +99,9 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     )
     assert 0 < user.baseline and careful.baseline < user.baseline  # fp16 maps kept per layer, one logits row
     for r in rows:
-        assert r.baseline > 0 and (r.ours > 0 or r.unit == "MB")  # 32 tokens' maps may fit in freed heap
-        assert r.ratio == pytest.approx(r.ours / r.baseline, rel=1e-2)
+        # 32 tokens' maps and scores may fit in heap a warm-up freed: either side's added peak may then be 0.
+        assert (r.baseline > 0 and r.ours > 0) or (r.unit == "MB" and min(r.baseline, r.ours) >= 0), r
+        assert r.ratio == (pytest.approx(r.ours / r.baseline, rel=1e-2) if r.baseline else float("inf"))
         assert r.samples >= 1
     # Times of both sides come from the same paired runs: one round in --quick, over every PAIRED variant.
     assert {r.samples for r in rows if r.unit == "s"} == {1}

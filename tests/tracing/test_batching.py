@@ -38,9 +38,10 @@ def test_concurrent_requests_get_their_own_exact_trace(tiny, family: str) -> Non
     with loaded.lock:  # hold the model so every request waits and they are batched together
         futures = [queue.submit(Request(p, target=target)) for p in PROMPTS]
         ahead = [queue.ahead_of(f) for f in futures]
-        # In arrival order: the worker may already have taken the first ones into a pass (none of those is ahead
-        # of another), and a later request never jumps ahead of an earlier one.
-        assert ahead[0] == 0 and ahead == sorted(ahead) and ahead[-1] <= 2, ahead
+        # In arrival order: nothing is ever ahead of the first, and at most the requests that came before it
+        # are ahead of each later one. (Each count is read at its own moment: the worker may take requests
+        # into a pass between two reads, so the list itself need not be sorted.)
+        assert all(n <= i for i, n in enumerate(ahead)), ahead
     for prompt, future in zip(PROMPTS, futures, strict=True):
         alone = attnviz.trace(loaded, prompt, target=target)
         got = future.result(timeout=120)

@@ -11,6 +11,7 @@ import transformers as tf
 
 import attnviz
 from attnviz.hooks import Site
+from attnviz.models import devices
 from attnviz.models.loading import LoadedModel, ModelLoadError
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.trace import record
@@ -57,7 +58,10 @@ def eager_weights(outputs: tf.utils.ModelOutput, kind: str) -> dict[str, torch.T
 
 def assert_matches_eager(loaded: LoadedModel, inputs: dict[str, torch.Tensor], **options: int) -> None:
     eager = eager_twin(loaded)
-    with torch.no_grad():
+    # On the thread count our forward uses for this many tokens: with another count, the CPU's matmuls split
+    # their sums differently, and 30 layers of SmolLM2 then drift by ~4e-5 in the logits (seen on one CPU).
+    tokens = sum(v.numel() for k, v in inputs.items() if k.endswith("input_ids"))
+    with torch.no_grad(), devices.cpu_threads_for(tokens, loaded.device):
         reference = eager(**inputs, output_attentions=True)
     outputs, recording = record(loaded, inputs, **options)
     expected = eager_weights(reference, loaded.kind)
