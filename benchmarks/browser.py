@@ -117,11 +117,44 @@ def block_external(page) -> list[str]:  # noqa: ANN001 - playwright Page
     return blocked
 
 
+# True once the script has been idle for ``ms`` without a break, counted from this wait's first poll. A rerun
+# an action asked for starts within milliseconds (loopback websocket), so a short quiet spell tells "done"
+# from "not started yet" without a fixed pause per call.
+IDLE_FOR = """(ms) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const now = performance.now();
+  if (window.__idleWait === undefined) { window.__idleWait = {since: null}; }
+  if (!app || app.dataset.testScriptState !== 'notRunning') { window.__idleWait.since = null; return false; }
+  if (window.__idleWait.since === null) { window.__idleWait.since = now; }
+  return now - window.__idleWait.since >= ms;
+}"""
+QUIET_MS = 250
+
+
 def wait_idle(page, timeout_ms: int = 180_000) -> None:  # noqa: ANN001 - playwright Page
-    """Wait until Streamlit has finished running the script."""
+    """Wait until Streamlit has finished running the script: idle for QUIET_MS without a break."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    page.wait_for_timeout(500)
-    page.wait_for_selector(IDLE, timeout=timeout_ms)
+    page.evaluate("() => { window.__idleWait = {since: null}; }")
+    page.wait_for_function(IDLE_FOR, arg=QUIET_MS, timeout=timeout_ms, polling=50)
+
+
+# Every plotly figure laid out at its container's current width, and every iframe's document loaded.
+DRAWN = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const laidOut = plots.every(p => p._fullLayout && p.querySelector('.main-svg')
+    && Math.abs(p._fullLayout.width - p.getBoundingClientRect().width) < 2);
+  const frames = [...document.querySelectorAll('iframe')].every(f => {
+    try { return f.contentDocument === null || f.contentDocument.readyState === 'complete'; }
+    catch (error) { return true; }
+  });
+  return laidOut && frames;
+}"""
+
+
+def wait_drawn(page, timeout_ms: int = 30_000) -> None:  # noqa: ANN001 - playwright Page
+    """Wait until every figure is drawn at its width and every iframe has loaded, then two frames more."""
+    page.wait_for_function(DRAWN, timeout=timeout_ms, polling=50)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def screenshot(page, name: str) -> Path:  # noqa: ANN001 - playwright Page

@@ -51,6 +51,7 @@ PEAK_RUNS_AT_ONCE = 2  # PAIRED's peak-memory processes side by side (their time
 PAIRED_ROUNDS = {128: 7, 512: 5, 1024: 3}  # rounds of turns; other sizes 3
 ATTRIBUTION_ROUNDS = 3  # attention and ablation timed in turns (one round in --quick)
 ANSWER_BATCH = 8  # Sources questions of 8 load-test sessions, answered together by the server's AnswerQueue
+QUICK_ANSWER_BATCH = 2  # --quick: the smallest batch that is one
 LOAD_RUNS = 3  # fresh processes per load variant (one in --quick)
 BERTVIZ_MAX_TOKENS = 128  # bertviz's own model view of all 270 heads is ~120 MB here already (grows n²)
 WARM_UP_TOKENS = 16
@@ -240,9 +241,9 @@ def _bertviz_bytes(loaded: "LoadedModel", name: str, text: str) -> Measurement: 
     return Measurement(0.0, None, float(subset.n_bytes), covered)
 
 
-def _attribution(rounds: int) -> dict[str, dict]:
+def _attribution(rounds: int, questions: int) -> dict[str, dict]:
     """Attention attribution (one pass) and leave-one-out ablation of the same answer over 8 passages, and
-    ANSWER_BATCH load-test questions answered (generation and attention pass) in one batch and one by one,
+    ``questions`` load-test questions answered (generation and attention pass) in one batch and one by one,
     timed in turns in this one process; each one's Measurement as a dict."""
     import torch
 
@@ -267,7 +268,7 @@ def _attribution(rounds: int) -> dict[str, dict]:
     heads = ((12, 1), (20, 4), (27, 8))  # fixed heads: the load test's server has calibrated ones
     asked = [
         AnswerRequest(build_prompt(loaded, question_of(i, 2), DEMO_CASES[0].passages), heads)
-        for i in range(ANSWER_BATCH)
+        for i in range(questions)
     ]
     works = {
         "attribution_attention": lambda: passage_attention(loaded, prompt, answer),
@@ -278,13 +279,13 @@ def _attribution(rounds: int) -> dict[str, dict]:
     return {name: asdict(m) for name, m in _in_turns(works, rounds).items()}
 
 
-def _run_worker(name: str, tokens: int, rounds: int = 1, module: str = "benchmarks.run") -> dict:
+def _run_worker(name: str, size: int, rounds: int = 1, module: str = "benchmarks.run") -> dict:
     """Run a worker (a variant, ``paired`` or ``attribution``) of ``module`` in a fresh subprocess, so its
-    peak memory is its own; its JSON."""
-    command = [sys.executable, "-m", module, "--worker", name, str(tokens), str(rounds)]
+    peak memory is its own; its JSON. ``size``: the prompt's tokens (attribution: the questions batched)."""
+    command = [sys.executable, "-m", module, "--worker", name, str(size), str(rounds)]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     if result.returncode != 0:
-        raise RuntimeError(f"benchmark worker {name} {tokens} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark worker {name} {size} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -434,7 +435,8 @@ def run(
     for tokens in sizes:
         rows.extend(_speed_rows(tokens, progress, 1 if quick else PAIRED_ROUNDS.get(tokens, 3)))
     progress("attribution_attention, attribution_ablation and Sources answers batched or not, in turns")
-    attribution = _run_worker("attribution", 0, 1 if quick else ATTRIBUTION_ROUNDS)
+    questions = QUICK_ANSWER_BATCH if quick else ANSWER_BATCH
+    attribution = _run_worker("attribution", questions, 1 if quick else ATTRIBUTION_ROUNDS)
     from benchmarks import lazy_heads  # imports this module: loaded late
 
     rows.extend(lazy_heads.rows(sizes, progress, quick))
@@ -449,7 +451,7 @@ def run(
         _row(
             "sources_answers_batched", 0, Measurement(**attribution["answers_batched"]),
             Measurement(**attribution["answers_one_by_one"]),
-            f"{ANSWER_BATCH} load-test questions answered (32 greedy tokens, attention pass): one batched "
+            f"{questions} load-test questions answered (32 greedy tokens, attention pass): one batched "
             "generate vs one by one",
         )
     )  # fmt: skip
@@ -509,14 +511,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _worker(name: str, tokens: int, rounds: int) -> None:
-    """Print one worker's JSON: PAIRED timed in turns, attribution's two sides in turns, or one variant."""
+def _worker(name: str, size: int, rounds: int) -> None:
+    """Print one worker's JSON: PAIRED timed in turns, attribution's sides in turns, or one variant.
+    ``size``: the prompt's tokens (attribution: the questions batched)."""
     if name == "paired":
-        result = _paired(tokens, rounds)
+        result = _paired(size, rounds)
     elif name == "attribution":
-        result = _attribution(rounds)
+        result = _attribution(rounds, questions=size)
     else:
-        result = asdict(_variant(name, tokens))
+        result = asdict(_variant(name, size))
     print(json.dumps(result))
 
 

@@ -126,8 +126,8 @@ def test_front_end_holds_the_page_scripts_and_plotly() -> None:
 @pytest.mark.parametrize(
     ("client", "loop"),
     [
-        ("protocol", ["--sessions", "3", "--seconds", "15"]),
-        ("browser", ["--arrivals-per-minute", "12", "--seconds", "15"]),
+        ("protocol", ["--sessions", "3", "--seconds", "5"]),  # each still runs to its first Sources round
+        ("browser", ["--arrivals-per-minute", "24", "--seconds", "7"]),
     ],
 )
 def test_sessions_each_get_their_own_results(tmp_path: Path, client: str, loop: list[str]) -> None:
@@ -146,6 +146,6 @@ def test_sessions_each_get_their_own_results(tmp_path: Path, client: str, loop: 
     if client == "protocol":  # three sessions, each with its first Explore round, and the front end fetched
         assert report["loop"] == "closed" and report["explore_first_open"]["n"] == 3
         assert report["front_end_mb_per_session"] > 1
-    else:  # 15 s at 12 a minute: three arrivals, the second on Sources
+    else:  # 7 s at 24 a minute: three arrivals (0, 2.5 and 5 s), the second on Sources
         assert report["loop"] == "open" and report["sessions"] == 3
         assert report["explore"]["n"] == 2 and report["sources"]["n"] == 1

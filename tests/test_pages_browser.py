@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from benchmarks.browser import screenshot, wait_idle
+from benchmarks.browser import screenshot, wait_drawn, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,7 +65,7 @@ def act(page, name: str) -> None:
     else:
         return
     wait_idle(page)
-    page.wait_for_timeout(1000)
+    wait_drawn(page)
 
 
 def open_at(page, app_url: str, path: str, query: dict[str, str], size: tuple[int, int]) -> None:
@@ -75,7 +75,7 @@ def open_at(page, app_url: str, path: str, query: dict[str, str], size: tuple[in
     if path:
         page.wait_for_selector(DRAWN, timeout=120_000)
         wait_idle(page)  # the first figure can appear while the script still runs the model
-    page.wait_for_timeout(1500)  # plotly and iframes finish drawing after the script
+    wait_drawn(page)  # plotly and iframes finish drawing after the script
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -87,12 +87,12 @@ def test_page_at_both_sizes(page, app_url: str, name: str) -> None:
     screenshot(page, name + first)
     for suffix, (width, height) in others:
         page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(1500)  # plotly and iframes redraw at the new width
+        wait_drawn(page)  # plotly and iframes redraw at the new width
         screenshot(page, name + suffix)
     plots = page.locator(".js-plotly-plot")
     if name.startswith("explore") and "view" not in query and plots.count() > 1:
         plots.nth(1).scroll_into_view_if_needed()  # the one-head detail map under the grid
-        page.wait_for_timeout(500)
+        wait_drawn(page)
         screenshot(page, name + "_detail_720")
     assert not page.dialogs
 
