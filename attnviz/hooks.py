@@ -61,7 +61,8 @@ class AttentionCall:
     ``value`` is [batch, heads, keys, head_dim] with key/value heads already repeated
     for GQA; ``mask`` is the additive mask that was applied to these rows (None if unmasked);
     ``module`` is the attention layer (for its output projection); ``scores`` are the
-    pre-softmax scores behind ``weights`` (mask and bias added, before any ablation; read only).
+    pre-softmax scores behind ``weights`` (mask and bias added, before any ablation), a scratch
+    tensor nothing reads after the recorder: it may overwrite them.
     """
 
     site: Site
