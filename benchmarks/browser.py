@@ -138,11 +138,12 @@ def wait_idle(page, timeout_ms: int = 180_000) -> None:  # noqa: ANN001 - playwr
     page.wait_for_function(IDLE_FOR, arg=QUIET_MS, timeout=timeout_ms, polling=50)
 
 
-# Every plotly figure laid out at its container's current width, and every iframe's document loaded.
+# Every plotly figure shown is laid out at its container's current width (a hidden one, in a closed
+# expander, has no width to match), and every iframe's document has loaded.
 DRAWN = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const laidOut = plots.every(p => p._fullLayout && p.querySelector('.main-svg')
-    && Math.abs(p._fullLayout.width - p.getBoundingClientRect().width) < 2);
+  const laidOut = plots.every(p => p.getBoundingClientRect().width === 0 || (p._fullLayout
+    && p.querySelector('.main-svg') && Math.abs(p._fullLayout.width - p.getBoundingClientRect().width) < 2));
   const frames = [...document.querySelectorAll('iframe')].every(f => {
     try { return f.contentDocument === null || f.contentDocument.readyState === 'complete'; }
     catch (error) { return true; }
