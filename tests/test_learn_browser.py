@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.browser import screenshot, wait_idle
+from benchmarks.browser import screenshot, wait_drawn, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -96,7 +96,7 @@ def test_presenter_mode_fits_every_step_on_a_projector(page, app_url: str, sourc
             page.get_by_role("button", name="Reveal the softmax").click()
             page.get_by_text("attends most to token").wait_for()
             wait_idle(page)
-        page.wait_for_timeout(500)
+        wait_drawn(page)
         bottoms[step] = content_bottom(page)
         screenshot(page, f"learn_presenter_{source.split()[0].lower()}_step{step}_720")
     assert all(bottom <= 720 for bottom in bottoms.values()), str(bottoms)

@@ -6,7 +6,7 @@ import pytest
 
 from attnviz.sources.calibration import calibration
 from attnviz.sources.passages import MAX_PROMPT_CHARS
-from benchmarks.browser import screenshot, wait_idle
+from benchmarks.browser import screenshot, wait_drawn, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def test_generated_answer_by_passage(page, app_url: str) -> None:
     assert page.get_by_role("button", name="Download JSON").is_visible()
     assert page.get_by_role("button", name="Check by ablation").is_visible()  # ablation on request
     page.set_viewport_size({"width": 1400, "height": 3600})  # Streamlit scrolls inside; show the whole page
-    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "sources")
     assert_nothing_left_localhost(page)
 
@@ -80,7 +80,7 @@ def test_pasted_answer_by_sentence(page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 3800})
     # Every method's bar and heatmap drawn, so the screenshot shows the figures, not their placeholders.
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
-    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "sources_sentences")
     assert_nothing_left_localhost(page)
 

@@ -3,7 +3,7 @@ and its Stop button ends a running study."""
 
 import pytest
 
-from benchmarks.browser import screenshot, wait_idle
+from benchmarks.browser import screenshot, wait_drawn, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def test_study_page_runs_a_typed_study_with_a_rewrite(page, app_url: str) -> Non
     assert page.get_by_text("over 2 questions; top-1 in", exact=False).first.is_visible()
     assert page.get_by_role("button", name="Download CSV").is_visible()
     page.set_viewport_size({"width": 1400, "height": 3600})  # Streamlit scrolls inside; show the whole page
-    page.wait_for_timeout(1500)
+    wait_drawn(page)
     screenshot(page, "study")
     assert not page.dialogs
 
@@ -71,7 +71,7 @@ def test_stop_ends_a_running_study_and_keeps_nothing(page, app_url: str) -> None
         not stop.is_visible() and page.get_by_text("of 12, order", exact=False).count() == 0
     )  # no progress left
     page.set_viewport_size({"width": 1400, "height": 1600})  # the title, the message and the form's button
-    page.wait_for_timeout(1000)
+    wait_drawn(page)
     screenshot(page, "study_stopped")
     # The stopped run gave its turn on the model back: a small study runs at once.
     page.locator('[data-testid="stRadio"]').get_by_text("Type or paste", exact=True).click()
