@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from contextlib import AbstractContextManager
 
 import torch
 from transformers.utils import ModelOutput
@@ -57,9 +58,15 @@ def forward(
     inputs = {
         name: value.to(loaded.device) if torch.is_tensor(value) else value for name, value in inputs.items()
     }
-    # Token ids (encoder and decoder) size the pass; an image model's pixels are never a small pass.
+    with loaded.lock, torch.inference_mode(), hooks.active(active), pass_threads(loaded, inputs):
+        return loaded.model(**inputs, **extra)
+
+
+def pass_threads(loaded: LoadedModel, inputs: dict[str, object]) -> AbstractContextManager[None]:
+    """The CPU threads :func:`forward` runs ``inputs`` on (:func:`attnviz.models.devices.cpu_threads_for`).
+
+    Token ids (encoder and decoder) size the pass; an image model's pixels are never a small pass.
+    """
     ids = [value for name, value in inputs.items() if name.endswith("input_ids") and torch.is_tensor(value)]
     tokens = sum(value.numel() for value in ids) if ids else None
-    threads = devices.cpu_threads_for(tokens, loaded.device)
-    with loaded.lock, torch.inference_mode(), hooks.active(active), threads:
-        return loaded.model(**inputs, **extra)
+    return devices.cpu_threads_for(tokens, loaded.device)

@@ -11,8 +11,8 @@ import transformers as tf
 
 import attnviz
 from attnviz.hooks import Site
-from attnviz.models import devices
 from attnviz.models.loading import LoadedModel, ModelLoadError
+from attnviz.tracing.forward import pass_threads
 from attnviz.tracing.inputs import PromptError
 from attnviz.tracing.trace import record
 
@@ -58,10 +58,9 @@ def eager_weights(outputs: tf.utils.ModelOutput, kind: str) -> dict[str, torch.T
 
 def assert_matches_eager(loaded: LoadedModel, inputs: dict[str, torch.Tensor], **options: int) -> None:
     eager = eager_twin(loaded)
-    # On the thread count our forward uses for this many tokens: with another count, the CPU's matmuls split
-    # their sums differently, and 30 layers of SmolLM2 then drift by ~4e-5 in the logits (seen on one CPU).
-    tokens = sum(v.numel() for k, v in inputs.items() if k.endswith("input_ids"))
-    with torch.no_grad(), devices.cpu_threads_for(tokens, loaded.device):
+    # On the threads our forward uses for these inputs: on another count the CPU's matmuls split their sums
+    # differently, and 30 layers of SmolLM2 then drift by ~4e-5 in the logits (seen on one CPU).
+    with torch.no_grad(), pass_threads(loaded, inputs):
         reference = eager(**inputs, output_attentions=True)
     outputs, recording = record(loaded, inputs, **options)
     expected = eager_weights(reference, loaded.kind)
@@ -224,8 +223,9 @@ def test_odd_unicode_round_trips(smollm2) -> None:
     assert "".join(shown for shown, piece in pieces if piece in (None, "1")) == text
     assert sum(piece is not None for _, piece in pieces) >= 8  # 🤖, ∑, zero-width space, accent: split
     eager = eager_twin(smollm2)
-    with torch.no_grad(), devices.cpu_threads_for(len(result.input_ids), smollm2.device):  # as our pass ran
-        reference = eager(torch.as_tensor(result.input_ids)[None], output_attentions=True).attentions
+    ids = {"input_ids": torch.as_tensor(result.input_ids)[None]}
+    with torch.no_grad(), pass_threads(smollm2, ids):  # on the threads our pass ran on
+        reference = eager(**ids, output_attentions=True).attentions
     np.testing.assert_allclose(result.attention, torch.stack(reference, 1)[0].numpy(), atol=TOLERANCE, rtol=0)
 
 
