@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,14 +110,30 @@ def test_every_cli_command_is_still_there() -> None:
     assert {"models", "prepare", "trace", "attribute"} <= set(listed)
 
 
+# What reaches above a clone's root: every ancestor of a file (``.parents`` iterated), the root's parent, or a
+# "../name" path ("../.." starts the hostile model names tests send, which never leave the test).
+CLIMBS = re.compile(r"""\.parents\b(?!\[)|\bROOT\.parent\b|["']\.\./(?!\.\.)\w""")
+
+
+def climbs_out(path: str, text: str) -> bool:
+    """Whether the code of the tracked file ``path`` reaches above the clone's root."""
+    root_index = len(Path(path).parts) - 1  # Path(__file__).parents[root_index] is the root
+    too_high = any(int(k) > root_index for k in re.findall(r"parents\[(\d+)\]", text))
+    return too_high or CLIMBS.search(text) is not None
+
+
 def test_nothing_reads_a_folder_beside_the_clone() -> None:
     """A user's clone has nothing beside it: data a feature, test or benchmark needs ships in the repo."""
+    # The guard catches the reads that once broke a fresh clone, and lets the root itself be read.
+    quality = "benchmarks/quality.py"
+    assert climbs_out(quality, 'CASES = Path(__file__).resolve().parents[2] / "data" / "demo.jsonl"')
+    assert climbs_out(quality, "found = [f for f in Path(__file__).resolve().parents if (f / 'data').exists()]")
+    assert climbs_out(quality, 'open("../data/demo.jsonl")') and climbs_out(quality, 'ROOT.parent / "data"')
+    assert not climbs_out("tests/apptest.py", 'APP = str(Path(__file__).resolve().parents[1] / "app.py")')
+    assert not climbs_out("tests/test_bad_input.py", '["/etc", "~", "../../../../../etc"]')
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     readers = [f for f in tracked.split() if (f.endswith((".py", ".sh")) or f == "Makefile") and f != THIS]
-    beside = "shared"  # the folder CI keeps beside its checkout, as a path and as pathlib parts
-    markers = (f"../{beside}", f'"{beside}" / "data"')
-    texts = {f: (ROOT / f).read_text(encoding="utf-8") for f in readers}
-    outside = [f for f, text in texts.items() if any(marker in text for marker in markers)]
+    outside = [f for f in readers if climbs_out(f, (ROOT / f).read_text(encoding="utf-8"))]
     assert outside == []
 
 
