@@ -110,9 +110,9 @@ def test_every_cli_command_is_still_there() -> None:
     assert {"models", "prepare", "trace", "attribute"} <= set(listed)
 
 
-# What reaches above a clone's root: every ancestor of a file (``.parents`` iterated), the root's parent, or a
-# "../name" path ("../.." starts the hostile model names tests send, which never leave the test).
-CLIMBS = re.compile(r"""\.parents\b(?!\[)|\bROOT\.parent\b|["']\.\./(?!\.\.)\w""")
+# What reaches above a clone's root: every ancestor of a file (``.parents`` iterated), the root's or the working
+# folder's parent, or a "../name" path ("../.." starts the hostile model names tests send, which never leave the test).
+CLIMBS = re.compile(r"""\.parents\b(?!\[)|\b(?:ROOT|cwd\(\))\.parent\b|["']\.\./(?!\.\.)\w""")
 
 
 def climbs_out(path: str, text: str) -> bool:
@@ -129,6 +129,7 @@ def test_nothing_reads_a_folder_beside_the_clone() -> None:
     assert climbs_out(quality, 'CASES = Path(__file__).resolve().parents[2] / "data" / "demo.jsonl"')
     assert climbs_out(quality, "found = [f for f in Path(__file__).resolve().parents if (f / 'data').exists()]")
     assert climbs_out(quality, 'open("../data/demo.jsonl")') and climbs_out(quality, 'ROOT.parent / "data"')
+    assert climbs_out(quality, 'Path.cwd().parent / "data"')
     assert not climbs_out("tests/apptest.py", 'APP = str(Path(__file__).resolve().parents[1] / "app.py")')
     assert not climbs_out("tests/test_bad_input.py", '["/etc", "~", "../../../../../etc"]')
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
