@@ -27,6 +27,7 @@ from ui import cache
 from ui.navigation import start_page
 from ui.widgets import (
     URL_MAX_CHARS,
+    LayerProgress,
     flag,
     from_url,
     get_model,
@@ -131,8 +132,9 @@ try:
     summarised = cache.summarised(prompt_key)
     if summarised:
         wait = " (a long prompt: minutes on a CPU)" if long_prompt else ""
-        with st.spinner(f"Summarising every head, layer by layer{wait}…"):
-            summary = cache.summary(prompt_key)
+        with LayerProgress(f"Summarising every head{wait}") as progress:
+            cache.first_view(prompt_key, progress)  # the pass (or another session's), drawn as it goes
+        summary = cache.summary(prompt_key)
 except PromptError as problem:
     warning(str(problem))
     st.stop()

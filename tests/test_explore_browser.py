@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -25,6 +26,12 @@ POINT_JS = """([layer, head]) => {
   const layout = plot._fullLayout, box = plot.getBoundingClientRect();
   return [box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
           box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i])];
+}"""
+# The first out-of-date element that has started to dim: its transition and opacity.
+STALE_DIMMED = """() => {
+  const stale = [...document.querySelectorAll('[data-testid="stElementContainer"][data-stale="true"]')];
+  const dim = stale.find(e => getComputedStyle(e).opacity !== '1');
+  return dim && {duration: getComputedStyle(dim).transitionDuration, opacity: getComputedStyle(dim).opacity};
 }"""
 
 
@@ -85,6 +92,15 @@ def test_a_prompt_over_the_full_trace_limit_draws_the_grid_from_a_summary(page, 
     open_explore(page, app_url, layer="5", head="4")
     page.get_by_label("Prompt", exact=True).fill(text)
     page.keyboard.press("Control+Enter")
+    # While it runs: a progress bar counts the layers reduced, and the previous prompt's elements dim in one
+    # step (ui.navigation.STALE_IN_ONE_STEP), not in Streamlit's 1 s fade, which redraws the whole page every
+    # frame on the cores the run needs.
+    progress = page.get_by_test_id("stProgress")
+    progress.wait_for(timeout=60_000)
+    label = progress.inner_text().strip()
+    assert re.fullmatch(r"Summarising every head \(a long prompt: minutes on a CPU\): layer \d+ of 30", label)
+    dimmed = page.wait_for_function(STALE_DIMMED, timeout=60_000, polling=50).json_value()
+    assert dimmed["duration"] == "0s" and float(dimmed["opacity"]) < 0.5, dimmed
     page.get_by_text(f"{n} tokens").first.wait_for(timeout=600_000)
     wait_idle(page, timeout_ms=600_000)
     page.get_by_text("Layer 5, head 4").first.wait_for(timeout=600_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from attnviz.heads.summary import Progress
 from ui import cache
 from ui.cache import FirstViewStore, Prompt, SharedResults, TraceStore
 
@@ -59,25 +60,41 @@ def test_first_view_store_keeps_the_most_recent_views_within_its_byte_budget(tin
 
 
 def test_first_view_store_computes_a_view_once_for_sessions_asking_together(tiny_model_dir, monkeypatch) -> None:
+    """The second session waits for the first one's pass and is told its progress meanwhile."""
     computed: list[Prompt] = []
-    started, release = threading.Event(), threading.Event()
+    started, relayed, release = threading.Event(), threading.Event(), threading.Event()
     real = cache._first_view
 
-    def slow_first_view(prompt: Prompt) -> cache.FirstView:
+    def slow_first_view(prompt: Prompt, progress: Progress) -> cache.FirstView:
         computed.append(prompt)
+        progress(1, 99)  # as a pass tells each layer done
         started.set()
         release.wait(10)
-        return real(prompt)
+        return real(prompt, progress)
 
     monkeypatch.setattr(cache, "_first_view", slow_first_view)
     store, prompt = FirstViewStore(10**9), Prompt(str(tiny_model_dir("llama")), "one two three")
     results: list[cache.FirstView] = []
-    first = threading.Thread(target=lambda: results.append(store.get(prompt)))
+    told: dict[str, list[tuple[int, int]]] = {"first": [], "second": []}
+
+    def ask(name: str) -> None:
+        def progress(done: int, total: int) -> None:
+            told[name].append((done, total))
+            if name == "second":
+                relayed.set()
+
+        results.append(store.get(prompt, progress))
+
+    first = threading.Thread(target=ask, args=("first",))
     first.start()
     started.wait(10)
-    second = threading.Thread(target=lambda: results.append(store.get(prompt)))
+    second = threading.Thread(target=ask, args=("second",))
     second.start()
+    assert relayed.wait(10)  # the waiting session got the pass's progress before the pass ended
     release.set()
     first.join(10)
     second.join(10)
     assert computed == [prompt] and len(results) == 2 and results[0] is results[1]
+    layers = results[0].summary.layers
+    assert told["first"] == [(1, 99)] + [(k, len(layers)) for k in range(1, len(layers) + 1)]
+    assert told["second"][0] == (1, 99)

@@ -30,7 +30,7 @@ from attnviz.heads.atlas import Atlas, load_atlas
 from attnviz.heads.compare import latest_atlas
 from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.heads.stats import HeadStats, head_stats, induction_scores
-from attnviz.heads.summary import Summary, summarise
+from attnviz.heads.summary import Progress, Summary, summarise
 from attnviz.hooks import Site, Stack
 from attnviz.learn.recompute import first_layer
 from attnviz.learn.toy import toy
@@ -58,6 +58,7 @@ MAX_LONG_TOKENS = max(MAX_TOKENS, int(os.environ.get("ATTNVIZ_MAX_LONG_TOKENS", 
 MAX_CHARS = int(os.environ.get("ATTNVIZ_MAX_CHARS", str(8 * MAX_LONG_TOKENS)))  # checked before tokenizing
 TRACE_CACHE_BYTES = int(float(os.environ.get("ATTNVIZ_TRACE_CACHE_MB", "2048")) * 1e6)
 FIRST_VIEW_CACHE_BYTES = int(float(os.environ.get("ATTNVIZ_FIRST_VIEW_CACHE_MB", "1024")) * 1e6)
+PROGRESS_POLL_S = 0.25  # how often a session waiting for another's first view passes on its progress
 
 
 @dataclass(frozen=True)
@@ -250,14 +251,15 @@ class FirstView:
         return self.summary.nbytes + (0 if self.inputs is None else self.inputs.nbytes)
 
 
-def _first_view(prompt: Prompt) -> FirstView:
+def _first_view(prompt: Prompt, progress: Progress) -> FirstView:
     """One forward pass that keeps no full map: the summary, and each layer's attention input in the model's
     dtype (~207 MB at 3,000 SmolLM2 tokens, 71 MB at 1,024) so that opening a head recomputes one layer
     exactly."""
     loaded = load(prompt.model)
     text = None if prompt.chat else prompt.text
     found, kept = keep_inputs(
-        loaded, lambda: summarise(loaded, text, messages=prompt.messages, target=prompt.target)
+        loaded,
+        lambda: summarise(loaded, text, messages=prompt.messages, target=prompt.target, progress=progress),
     )
     return FirstView(found, kept)
 
@@ -267,16 +269,18 @@ class FirstViewStore:
 
     A view keeps from ~2 MB (a class's short prompt) to 566 MB (8,192 tokens), so a count bound
     either wastes memory or lets a few long prompts hold gigabytes. Sessions asking for a view
-    being computed wait for that one computation instead of starting their own.
+    being computed wait for that one computation instead of starting their own, and see its progress.
     """
 
     def __init__(self, budget: int) -> None:
         self._done: LRUCache[Prompt, FirstView] = LRUCache(maxsize=budget, getsizeof=lambda view: view.nbytes)
         self._pending: dict[Prompt, Future[FirstView]] = {}
+        self._layers_done: dict[Prompt, tuple[int, int]] = {}  # each pending pass's, for sessions waiting
         self._lock = threading.Lock()
 
-    def get(self, prompt: Prompt) -> FirstView:
-        """The first view of ``prompt``: kept, being computed by another session, or computed now."""
+    def get(self, prompt: Prompt, progress: Progress | None = None) -> FirstView:
+        """The first view of ``prompt``: kept, being computed by another session, or computed now;
+        ``progress`` is told the layers done while it is computed (by this session or another)."""
         with self._lock:
             if prompt in self._done:
                 return self._done[prompt]  # reading it makes it the most recently used
@@ -284,22 +288,40 @@ class FirstViewStore:
             if waiting is None:
                 mine = self._pending[prompt] = Future()
         if waiting is not None:
-            return waiting.result()
+            return self._wait(prompt, waiting, progress)
+
+        def report(done: int, total: int) -> None:
+            self._layers_done[prompt] = (done, total)
+            if progress is not None:
+                progress(done, total)
+
         try:
-            view = _first_view(prompt)
+            view = _first_view(prompt, report)
         except BaseException as error:
             with self._lock:
                 self._pending.pop(prompt)
+                self._layers_done.pop(prompt, None)
             mine.set_exception(error)
             raise
         with self._lock:
             self._pending.pop(prompt)
+            self._layers_done.pop(prompt, None)
             try:
                 self._done[prompt] = view
             except ValueError:  # larger than the whole budget: its requester has it, the store does not keep it
                 pass
         mine.set_result(view)
         return view
+
+    def _wait(self, prompt: Prompt, pending: Future[FirstView], progress: Progress | None) -> FirstView:
+        """Another session's computation of ``prompt``, its progress relayed to ``progress`` meanwhile."""
+        while True:
+            try:
+                return pending.result(timeout=PROGRESS_POLL_S)
+            except TimeoutError:
+                layers = self._layers_done.get(prompt)
+                if progress is not None and layers is not None:
+                    progress(*layers)
 
     def __len__(self) -> int:
         return len(self._done)
@@ -311,9 +333,9 @@ def first_views() -> FirstViewStore:
     return FirstViewStore(FIRST_VIEW_CACHE_BYTES)
 
 
-def first_view(prompt: Prompt) -> FirstView:
+def first_view(prompt: Prompt, progress: Progress | None = None) -> FirstView:
     """What Explore's first screen shows of a summarised prompt (see :func:`summarised`), kept for every session."""
-    return first_views().get(prompt)
+    return first_views().get(prompt, progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -10,13 +10,14 @@ full maps and statistics equal :mod:`attnviz.heads.stats` (up to float32 summati
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attnviz.heads.stats import HeadStats
-from attnviz.hooks import AttentionCall, Hooks, Stack
+from attnviz.hooks import AttentionCall, Hooks, Stack, stack_layers
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import chunk_bytes_for, forward
 from attnviz.tracing.inputs import Messages, batch_inputs
@@ -24,6 +25,8 @@ from attnviz.tracing.thumbnails import THUMBNAIL, ThumbnailSums
 from attnviz.tracing.tokens import display_tokens
 
 STAT_NAMES = ("entropy", "distance", "first_token", "previous_token")
+# Told (layers done, layers in all) as each layer of a summary pass is reduced: a slow pass shows progress.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -152,17 +155,19 @@ def summarise(
     size: int = THUMBNAIL,
     max_tokens: int | None = None,
     chunk_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
     """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
 
     ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
-    default (:func:`attnviz.tracing.forward.chunk_bytes_for`).
+    default (:func:`attnviz.tracing.forward.chunk_bytes_for`); ``progress`` is told each layer done.
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
     stack = loaded.main_stack
     running: dict[int, _LayerSums] = {}
     done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    n_layers = len(stack_layers(loaded.model)[stack])
 
     def reduce(call: AttentionCall) -> None:
         if call.site.stack != stack:
@@ -173,6 +178,8 @@ def summarise(
         running[layer].add(call.weights[0], call.scores[0], call.query_start)
         if call.query_start + call.weights.shape[-2] == call.n_queries:  # the layer's last chunk
             done[layer] = running.pop(layer).finish()
+            if progress is not None:
+                progress(len(done), n_layers)
 
     hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, batch.inputs))
     forward(loaded, batch.inputs, hooks, last_logits_only=True)

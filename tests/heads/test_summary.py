@@ -34,6 +34,15 @@ def test_tiny_summary_equals_full_trace(tiny, family: str) -> None:
     assert_summary_matches_trace(tiny(family), "one two three four five six seven eight nine ten", SMALL_CHUNKS)
 
 
+def test_summary_tells_each_layer_done_once_its_last_chunk_is_reduced(tiny) -> None:
+    loaded, told = tiny("llama"), []
+    summary = summarise(
+        loaded, "one two three four five six", chunk_bytes=SMALL_CHUNKS, progress=lambda *t: told.append(t)
+    )
+    n = len(summary.layers)
+    assert n > 1 and told == [(k, n) for k in range(1, n + 1)]
+
+
 def test_smollm2_summary_equals_full_trace_at_300_tokens(smollm2) -> None:
     text = " ".join(f"w{i % 41}" for i in range(100))
     assert_summary_matches_trace(smollm2, text, 2_000_000)
