@@ -34,6 +34,10 @@ STALE_DIMMED = """() => {
   return dim && {duration: getComputedStyle(dim).transitionDuration, opacity: getComputedStyle(dim).opacity};
 }"""
 
+# Elements under one that move or fade when they change (transitions of non-zero duration).
+TRANSITIONS = """(root) => [...root.querySelectorAll('*')].map(e => getComputedStyle(e).transitionDuration)
+  .filter(d => d.split(', ').some(s => parseFloat(s) > 0))"""
+
 
 def open_explore(page, app_url: str, **params: str) -> None:  # noqa: ANN001 - playwright Page
     """Open the Explore page with URL state and wait until its figures are drawn."""
@@ -92,13 +96,14 @@ def test_a_prompt_over_the_full_trace_limit_draws_the_grid_from_a_summary(page, 
     open_explore(page, app_url, layer="5", head="4")
     page.get_by_label("Prompt", exact=True).fill(text)
     page.keyboard.press("Control+Enter")
-    # While it runs: a progress bar counts the layers reduced, and the previous prompt's elements dim in one
-    # step (ui.navigation.STALE_IN_ONE_STEP), not in Streamlit's 1 s fade, which redraws the whole page every
-    # frame on the cores the run needs.
+    # While it runs: a progress bar counts the layers reduced, and nothing animates (ui.navigation's
+    # NO_ANIMATION_WHILE_RUNNING): the previous prompt's elements dim in one step, not in Streamlit's 1 s fade,
+    # and the bar jumps to each value; either animation redraws the page every frame on the cores the run needs.
     progress = page.get_by_test_id("stProgress")
     progress.wait_for(timeout=60_000)
     label = progress.inner_text().strip()
     assert re.fullmatch(r"Summarising every head \(a long prompt: minutes on a CPU\): layer \d+ of 30", label)
+    assert progress.evaluate(TRANSITIONS) == []
     dimmed = page.wait_for_function(STALE_DIMMED, timeout=60_000, polling=50).json_value()
     assert dimmed["duration"] == "0s" and float(dimmed["opacity"]) < 0.5, dimmed
     page.get_by_text(f"{n} tokens").first.wait_for(timeout=600_000)
