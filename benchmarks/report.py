@@ -88,11 +88,12 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def format_verdicts(rows: Sequence[Row]) -> str:
-    """The README's Met / Not met lists: every row that has a target, at every size, with its ratio."""
+    """The README's Met / Not met lists: every row that has a target, at every size, with its ratio to three
+    decimals, as in the table (1.505 shown as "1.5" would read as met against "≤ 1.5")."""
     lines = []
     for heading, met in (("Met", True), ("Not met", False)):
         items = "; ".join(
-            f"`{r.case}`{f' at {r.tokens:,} tokens' if r.tokens else ''} {r.ratio:.3g} ({TARGETS[r.case].terms(r.tokens)})"
+            f"`{r.case}`{f' at {r.tokens:,} tokens' if r.tokens else ''} {r.ratio:.3f} ({TARGETS[r.case].terms(r.tokens)})"
             for r in rows
             if r.met() is met
         )
