@@ -118,3 +118,24 @@ def test_a_prompt_over_the_full_trace_limit_draws_the_grid_from_a_summary(page, 
     page.set_viewport_size({"width": 1400, "height": 2300})
     screenshot(page, "explore_long_summary")
     assert not page.dialogs
+
+
+def test_a_session_queued_behind_another_pass_shows_its_progress_bar(page, app_url: str, smollm2) -> None:
+    """One model serves every session: a short prompt typed while another session's long pass holds the model
+    waits, and meanwhile shows the bar (drawn from a timer thread, as st.spinner is), not a blank page."""
+    long_text = smollm2.tokenizer.decode(smollm2.tokenizer(PROMPT * 60)["input_ids"][:2000])
+    other = page.context.new_page()
+    open_explore(page, app_url, layer="2", head="1")
+    open_explore(other, app_url, layer="2", head="1")
+    page.get_by_label("Prompt", exact=True).fill(long_text)
+    page.keyboard.press("Control+Enter")
+    page.get_by_test_id("stProgress").wait_for(timeout=60_000)  # the long pass runs (and holds the model)
+    other.get_by_label("Prompt", exact=True).fill("A short prompt typed while the model is busy.")
+    other.keyboard.press("Control+Enter")
+    waiting = other.get_by_test_id("stProgress")
+    waiting.wait_for(timeout=60_000)
+    assert waiting.inner_text().strip() == "Summarising every head…"  # its own pass has not started
+    wait_idle(other, timeout_ms=600_000)
+    assert other.get_by_text("Layer 2, head 1").first.is_visible() and waiting.count() == 0
+    wait_idle(page, timeout_ms=600_000)
+    other.close()

@@ -7,6 +7,7 @@ unescaped: :func:`plain` makes it literal wherever Streamlit renders Markdown.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -14,6 +15,7 @@ from typing import Self, TypeVar
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
+from streamlit.runtime.scriptrunner import add_script_run_ctx
 
 from attnviz.models.loading import LoadedModel, ModelLoadError
 from attnviz.models.registry import BUILTINS, DEFAULT_MODEL
@@ -68,35 +70,50 @@ class LayerProgress:
     removed when the ``with`` block ends.
 
     Unlike ``st.spinner``, whose icon spins at 60 frames a second (without a GPU, Chromium spent 0.3 CPU-s
-    redrawing it during a 2 s pass, on the cores the pass needs), it is drawn once the pass has run
+    redrawing it during a 2 s pass, on the cores the pass needs), it is drawn once the block has run
     :data:`PROGRESS_EVERY_S` (a shorter pass, or a result that needs none, draws nothing) and then redrawn
-    at most that often.
+    at most that often. Like the spinner it shows from a timer thread, so a session queued for the shared
+    model, whose pass has not started, still sees it.
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._bar: DeltaGenerator | None = None
+        self._slot: DeltaGenerator | None = None
+        self._drawn = False
+        self._next_draw = 0.0
+        self._lock = threading.Lock()  # the timer thread and the pass both draw
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Self:
+        self._slot = st.empty()
         self._next_draw = time.monotonic() + PROGRESS_EVERY_S
+        self._timer = threading.Timer(PROGRESS_EVERY_S, self._draw, args=(0.0, f"{self.text}…"))
+        add_script_run_ctx(self._timer)
+        self._timer.start()
+        return self
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if now < self._next_draw or (self._bar is None and done == total):
+        if now < self._next_draw or (not self._drawn and done == total):
             return
         self._next_draw = now + PROGRESS_EVERY_S
-        text = f"{self.text}: layer {done} of {total}"
-        if self._bar is None:
-            self._bar = st.progress(done / total, text=text)
-        else:
-            self._bar.progress(done / total, text=text)
+        self._draw(done / total, f"{self.text}: layer {done} of {total}")
 
-    def __enter__(self) -> Self:
-        return self
+    def _draw(self, fraction: float, text: str) -> None:
+        with self._lock:
+            if self._slot is not None:
+                self._slot.progress(fraction, text=text)
+                self._drawn = True
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if self._bar is not None:
-            self._bar.empty()
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if self._slot is not None:
+                self._slot.empty()
+            self._slot = None
 
 
 def get_model(name: str) -> LoadedModel | None:
