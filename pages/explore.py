@@ -132,9 +132,8 @@ try:
     summarised = cache.summarised(prompt_key)
     if summarised:
         wait = " (a long prompt: minutes on a CPU)" if long_prompt else ""
-        with LayerProgress(f"Summarising every head{wait}") as progress:
-            cache.first_view(prompt_key, progress)  # the pass (or another session's), drawn as it goes
-        summary = cache.summary(prompt_key)
+        with LayerProgress(f"Summarising every head{wait}") as progress:  # the pass (or another session's)
+            summary = cache.first_view(prompt_key, progress).summary
 except PromptError as problem:
     warning(str(problem))
     st.stop()

@@ -264,6 +264,12 @@ def _first_view(prompt: Prompt, progress: Progress) -> FirstView:
     return FirstView(found, kept)
 
 
+class _PendingView(Future[FirstView]):
+    """A first view being computed, and the layers its pass has done so far (for the sessions waiting)."""
+
+    layers: tuple[int, int] | None = None
+
+
 class FirstViewStore:
     """First views shared by all sessions, least recently used evicted past a byte budget.
 
@@ -274,8 +280,7 @@ class FirstViewStore:
 
     def __init__(self, budget: int) -> None:
         self._done: LRUCache[Prompt, FirstView] = LRUCache(maxsize=budget, getsizeof=lambda view: view.nbytes)
-        self._pending: dict[Prompt, Future[FirstView]] = {}
-        self._layers_done: dict[Prompt, tuple[int, int]] = {}  # each pending pass's, for sessions waiting
+        self._pending: dict[Prompt, _PendingView] = {}
         self._lock = threading.Lock()
 
     def get(self, prompt: Prompt, progress: Progress | None = None) -> FirstView:
@@ -286,12 +291,12 @@ class FirstViewStore:
                 return self._done[prompt]  # reading it makes it the most recently used
             waiting = self._pending.get(prompt)
             if waiting is None:
-                mine = self._pending[prompt] = Future()
+                mine = self._pending[prompt] = _PendingView()
         if waiting is not None:
-            return self._wait(prompt, waiting, progress)
+            return self._wait(waiting, progress)
 
         def report(done: int, total: int) -> None:
-            self._layers_done[prompt] = (done, total)
+            mine.layers = (done, total)
             if progress is not None:
                 progress(done, total)
 
@@ -300,12 +305,10 @@ class FirstViewStore:
         except BaseException as error:
             with self._lock:
                 self._pending.pop(prompt)
-                self._layers_done.pop(prompt, None)
             mine.set_exception(error)
             raise
         with self._lock:
             self._pending.pop(prompt)
-            self._layers_done.pop(prompt, None)
             try:
                 self._done[prompt] = view
             except ValueError:  # larger than the whole budget: its requester has it, the store does not keep it
@@ -313,15 +316,15 @@ class FirstViewStore:
         mine.set_result(view)
         return view
 
-    def _wait(self, prompt: Prompt, pending: Future[FirstView], progress: Progress | None) -> FirstView:
-        """Another session's computation of ``prompt``, its progress relayed to ``progress`` meanwhile."""
+    @staticmethod
+    def _wait(pending: _PendingView, progress: Progress | None) -> FirstView:
+        """Another session's computation, its progress relayed to ``progress`` meanwhile."""
         while True:
             try:
                 return pending.result(timeout=PROGRESS_POLL_S)
             except TimeoutError:
-                layers = self._layers_done.get(prompt)
-                if progress is not None and layers is not None:
-                    progress(*layers)
+                if progress is not None and pending.layers is not None:
+                    progress(*pending.layers)
 
     def __len__(self) -> int:
         return len(self._done)
