@@ -124,16 +124,27 @@ else:
 prompt_key = cache.Prompt(model_name, prompt, chat=mode == "Chat message", target=target)
 if not prompt_fits(prompt, key="prompt"):
     st.stop()
+# A click on the grid selects a (layer, head) point: apply it before the head is chosen and its selectboxes drawn.
+clicked = st.session_state.get("grid")
+points = clicked.get("selection", {}).get("points", []) if clicked else []
+if points and points != st.session_state.get("grid_applied"):
+    st.session_state["grid_applied"] = points
+    layer_clicked, head_clicked = points[0]["customdata"][:2]
+    st.session_state["layer"], st.session_state["head"] = int(layer_clicked), int(head_clicked)
 try:
     long_prompt = cache.is_long(prompt_key)
     if long_prompt and not tokens_fit(prompt_key, "prompt", limit=cache.MAX_LONG_TOKENS):
         st.stop()
-    # The first view needs no full map: grid and statistics come from a summary of one forward pass.
+    # The first view needs no full map: grid and statistics come from a summary of one forward pass, which
+    # also records the head shown in detail (the main stack's: a summarised prompt has no other).
     summarised = cache.summarised(prompt_key)
     if summarised:
+        int_from_url("layer", list(loaded.main_layers))
+        int_from_url("head", list(range(loaded.n_heads)))
         wait = " (a long prompt: minutes on a CPU)" if long_prompt else ""
         with LayerProgress(f"Summarising every head{wait}") as progress:  # the pass (or another session's)
-            summary = cache.first_view(prompt_key, progress).summary
+            detail = (st.session_state["layer"], st.session_state["head"])
+            summary = cache.first_view(prompt_key, progress, detail).summary
 except PromptError as problem:
     warning(str(problem))
     st.stop()
@@ -157,13 +168,6 @@ if not summarised:
     view = stack_view(trace, stack)
     layer_options, head_options = list(view.layers), list(trace.heads)
 
-# A click on the grid selects a (layer, head) point: apply it before the selectboxes are drawn.
-clicked = st.session_state.get("grid")
-points = clicked.get("selection", {}).get("points", []) if clicked else []
-if points and points != st.session_state.get("grid_applied"):
-    st.session_state["grid_applied"] = points
-    layer_clicked, head_clicked = points[0]["customdata"][:2]
-    st.session_state["layer"], st.session_state["head"] = int(layer_clicked), int(head_clicked)
 int_from_url("layer", layer_options)
 int_from_url("head", head_options)
 left, right = st.sidebar.columns(2)

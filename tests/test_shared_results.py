@@ -65,12 +65,12 @@ def test_first_view_store_computes_a_view_once_for_sessions_asking_together(tiny
     started, relayed, release = threading.Event(), threading.Event(), threading.Event()
     real = cache._first_view
 
-    def slow_first_view(prompt: Prompt, progress: Progress) -> cache.FirstView:
+    def slow_first_view(prompt: Prompt, progress: Progress, detail: tuple[int, int] | None) -> cache.FirstView:
         computed.append(prompt)
         progress(1, 99)  # as a pass tells each layer done
         started.set()
         release.wait(10)
-        return real(prompt, progress)
+        return real(prompt, progress, detail)
 
     monkeypatch.setattr(cache, "_first_view", slow_first_view)
     store, prompt = FirstViewStore(10**9), Prompt(str(tiny_model_dir("llama")), "one two three")

@@ -28,9 +28,11 @@ from attnviz.heads.ablation import AblationResult, ablate_heads
 from attnviz.heads.aggregate import ValueNorms, aggregate_map, reduced_aggregate, value_norms
 from attnviz.heads.atlas import Atlas, load_atlas
 from attnviz.heads.compare import latest_atlas
+from attnviz.heads.first_view import FirstView
+from attnviz.heads.first_view import first_view as first_view_of
 from attnviz.heads.grid import HeadGrid, grid_of_thumbnails, head_grid
 from attnviz.heads.stats import HeadStats, head_stats, induction_scores
-from attnviz.heads.summary import Progress, Summary, summarise
+from attnviz.heads.summary import Progress, Summary
 from attnviz.hooks import Site, Stack
 from attnviz.learn.recompute import first_layer
 from attnviz.learn.toy import toy
@@ -41,7 +43,7 @@ from attnviz.models.loading import LoadedModel, model_name
 from attnviz.sources.answers import AnswerQueue
 from attnviz.tracing.batching import Request, TraceQueue, Turns
 from attnviz.tracing.inputs import Messages, batch_inputs, encode
-from attnviz.tracing.layer_inputs import LayerInputs, keep_inputs, trace_head
+from attnviz.tracing.layer_inputs import trace_head
 from attnviz.tracing.stacks import stack_view, stacks_of
 from attnviz.tracing.trace import Trace, trace
 
@@ -238,30 +240,14 @@ def summarised(prompt: Prompt) -> bool:
     return is_long(prompt) or load(prompt.model).kind != "encoder-decoder"
 
 
-@dataclass(frozen=True)
-class FirstView:
-    """A prompt's summary and each layer's attention input (None: its heads take the full pass)."""
-
-    summary: Summary
-    inputs: LayerInputs | None
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes it keeps: the summary's arrays and the layer inputs (71 MB at 1,024 SmolLM2 tokens)."""
-        return self.summary.nbytes + (0 if self.inputs is None else self.inputs.nbytes)
-
-
-def _first_view(prompt: Prompt, progress: Progress) -> FirstView:
-    """One forward pass that keeps no full map: the summary, and each layer's attention input in the model's
-    dtype (~207 MB at 3,000 SmolLM2 tokens, 71 MB at 1,024) so that opening a head recomputes one layer
-    exactly."""
-    loaded = load(prompt.model)
+def _first_view(prompt: Prompt, progress: Progress, detail: tuple[int, int] | None) -> FirstView:
+    """One forward pass that keeps no full map but the detail head's, for a prompt within the full-trace limit
+    (a long prompt's map would hold n² floats in the store: its heads open from the kept inputs)."""
     text = None if prompt.chat else prompt.text
-    found, kept = keep_inputs(
-        loaded,
-        lambda: summarise(loaded, text, messages=prompt.messages, target=prompt.target, progress=progress),
-    )
-    return FirstView(found, kept)
+    return first_view_of(
+        load(prompt.model), text, messages=prompt.messages, target=prompt.target,
+        detail=None if is_long(prompt) else detail, progress=progress,
+    )  # fmt: skip
 
 
 class _PendingView(Future[FirstView]):
@@ -283,9 +269,12 @@ class FirstViewStore:
         self._pending: dict[Prompt, _PendingView] = {}
         self._lock = threading.Lock()
 
-    def get(self, prompt: Prompt, progress: Progress | None = None) -> FirstView:
-        """The first view of ``prompt``: kept, being computed by another session, or computed now;
-        ``progress`` is told the layers done while it is computed (by this session or another)."""
+    def get(
+        self, prompt: Prompt, progress: Progress | None = None, detail: tuple[int, int] | None = None
+    ) -> FirstView:
+        """The first view of ``prompt``: kept, being computed by another session, or computed now (recording
+        the ``detail`` (layer, head) in full); ``progress`` is told the layers done while it is computed
+        (by this session or another)."""
         with self._lock:
             if prompt in self._done:
                 return self._done[prompt]  # reading it makes it the most recently used
@@ -301,7 +290,7 @@ class FirstViewStore:
                 progress(done, total)
 
         try:
-            view = _first_view(prompt, report)
+            view = _first_view(prompt, report, detail)
         except BaseException as error:
             with self._lock:
                 self._pending.pop(prompt)
@@ -336,9 +325,12 @@ def first_views() -> FirstViewStore:
     return FirstViewStore(FIRST_VIEW_CACHE_BYTES)
 
 
-def first_view(prompt: Prompt, progress: Progress | None = None) -> FirstView:
-    """What Explore's first screen shows of a summarised prompt (see :func:`summarised`), kept for every session."""
-    return first_views().get(prompt, progress)
+def first_view(
+    prompt: Prompt, progress: Progress | None = None, detail: tuple[int, int] | None = None
+) -> FirstView:
+    """What Explore's first screen shows of a summarised prompt (see :func:`summarised`), kept for every session;
+    ``detail`` is the (layer, head) the first screen shows in full, recorded in the same pass."""
+    return first_views().get(prompt, progress, detail)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -357,8 +349,12 @@ def summary_grid(prompt: Prompt) -> HeadGrid:
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=3600)
 def head_trace(prompt: Prompt, layer: int, head: int) -> Trace:
     """One head's full map of a summarised prompt (268 MB at 8,192 tokens), its queries recorded in chunks:
-    from its layer's kept input alone where the summary pass kept one, else from a full pass."""
-    kept = first_view(prompt).inputs
+    recorded during the summary pass when it is the head that pass was asked for, else from its layer's kept
+    input alone where the pass kept one, else from a full pass."""
+    view = first_view(prompt)
+    recorded, kept = view.head(layer, head), view.inputs
+    if recorded is not None:
+        return _freeze(recorded)
     if kept is not None:
         return _freeze(trace_head(load(prompt.model), kept, layer, head))
     text = None if prompt.chat else prompt.text

@@ -9,6 +9,7 @@ full maps and statistics equal :mod:`attnviz.heads.stats` (up to float32 summati
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from attnviz.heads.stats import HeadStats
-from attnviz.hooks import AttentionCall, Hooks, Stack, stack_layers
+from attnviz.hooks import AttentionCall, Hooks, Stack
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.forward import chunk_bytes_for, forward
 from attnviz.tracing.inputs import Messages, batch_inputs
@@ -127,6 +128,10 @@ class StatSums:
         return self.sums.double().cpu().numpy() / np.array(counts_per_stat, dtype=np.float64)
 
 
+class _Reduced(Exception):
+    """Every layer of the summarised stack is reduced: the rest of the pass (the last MLP, the logits) is not needed."""
+
+
 class _LayerSums:
     """Thumbnail and statistic sums of one layer over the chunks of its queries."""
 
@@ -156,22 +161,28 @@ def summarise(
     max_tokens: int | None = None,
     chunk_bytes: int | None = None,
     progress: Progress | None = None,
+    also: Hooks | None = None,
 ) -> Summary:
     """Thumbnails and statistics of every head of the main stack, in one memory-bounded forward pass.
 
     ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
-    default (:func:`attnviz.tracing.forward.chunk_bytes_for`); ``progress`` is told each layer done.
+    default (:func:`attnviz.tracing.forward.chunk_bytes_for`); ``progress`` is told each layer done;
+    ``also``'s recorder sees the main-stack calls it asks for (e.g. one head recorded in full, see
+    :mod:`attnviz.heads.first_view`). The pass stops once the stack's last layer is reduced: nothing
+    after its attention weights (its output, MLP, the logits) is computed.
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)
     stack = loaded.main_stack
     running: dict[int, _LayerSums] = {}
     done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    n_layers = len(stack_layers(loaded.model)[stack])
+    n_layers = len(loaded.main_layers)
 
     def reduce(call: AttentionCall) -> None:
         if call.site.stack != stack:
             return
+        if also is not None and also.records(call.site):
+            also.record(call)  # first: the reduction below overwrites the call's scores
         layer = call.site.layer
         if layer not in running:
             running[layer] = _LayerSums(call.weights, call.n_queries, call.n_keys, size)
@@ -180,9 +191,12 @@ def summarise(
             done[layer] = running.pop(layer).finish()
             if progress is not None:
                 progress(len(done), n_layers)
+            if len(done) == n_layers:
+                raise _Reduced
 
     hooks = Hooks(record=reduce, chunk_bytes=chunk_bytes or chunk_bytes_for(loaded, batch.inputs))
-    forward(loaded, batch.inputs, hooks, last_logits_only=True)
+    with contextlib.suppress(_Reduced):
+        forward(loaded, batch.inputs, hooks, last_logits_only=True)
     layers = tuple(sorted(done))
     finished = [done[layer] for layer in layers]
     tokens, special = display_tokens(loaded.tokenizer, batch.encoded[0])

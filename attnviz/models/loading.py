@@ -108,6 +108,11 @@ class LoadedModel:
         """The self-attention stack that reads the prompt: the decoder's, else the encoder's."""
         return "decoder" if self.kind == "decoder" else "encoder"
 
+    @property
+    def main_layers(self) -> tuple[int, ...]:
+        """The layers of the main stack: what a summary covers, known before any pass."""
+        return hooks.stack_layers(self.model)[self.main_stack]
+
 
 def _kind_of(config: transformers.PretrainedConfig) -> Kind:
     if getattr(config, "is_encoder_decoder", False):

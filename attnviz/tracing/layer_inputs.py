@@ -29,7 +29,7 @@ from attnviz.hooks import Hooks, Stack
 from attnviz.models import devices
 from attnviz.models.loading import LoadedModel
 from attnviz.tracing.tokens import display_tokens
-from attnviz.tracing.trace import Trace, record
+from attnviz.tracing.trace import Recording, Trace, record
 
 T = TypeVar("T")
 
@@ -109,9 +109,7 @@ def attention_modules(loaded: LoadedModel) -> dict[int, nn.Module]:
             found[name] = (site.layer, module)
     innermost = [found[name] for name in found if not any(other.startswith(name + ".") for other in found)]
     layers = [layer for layer, _ in innermost]
-    if len(set(layers)) != len(layers) or set(layers) != set(
-        hooks.stack_layers(loaded.model)[loaded.main_stack]
-    ):
+    if len(set(layers)) != len(layers) or set(layers) != set(loaded.main_layers):
         return {}
     return dict(innermost)
 
@@ -194,16 +192,23 @@ def trace_head(loaded: LoadedModel, kept: LayerInputs, layer: int, head: int) ->
     ids = torch.as_tensor(kept.input_ids)[None]
     run = replay(loaded, kept, [layer])
     _, recording = record(loaded, {"input_ids": ids}, layers=[layer], heads=[head], run=run)
-    if kept.stack not in recording.weights:
-        raise RuntimeError(f"layer {layer}'s kept module computed no attention")
-    tokens, special = display_tokens(loaded.tokenizer, kept.input_ids.tolist())
+    return head_of_recording(loaded, kept.stack, kept.input_ids, recording, head)
+
+
+def head_of_recording(
+    loaded: LoadedModel, stack: Stack, input_ids: np.ndarray, recording: Recording, head: int
+) -> Trace:
+    """The Trace of the one head (and layer) ``recording`` kept of ``stack``, over the prompt ``input_ids``."""
+    if stack not in recording.weights:
+        raise RuntimeError("the pass computed no attention of the layer asked for")
+    tokens, special = display_tokens(loaded.tokenizer, input_ids.tolist())
     return Trace(
         model_name=loaded.info.name,
         kind=loaded.kind,
         tokens=tokens,
         special=special,
-        input_ids=kept.input_ids,
-        layers=recording.layers[kept.stack],
+        input_ids=input_ids,
+        layers=recording.layers[stack],
         heads=(head,),
-        attention=recording.weights[kept.stack][0],
+        attention=recording.weights[stack][0],
     )

@@ -54,3 +54,18 @@ def test_summary_allows_the_model_context_length_and_no_more(tiny) -> None:
     assert 200 <= summary.n_tokens <= 256
     with pytest.raises(PromptError, match="at most 256"):
         summarise(loaded, " ".join(["word"] * 300))
+
+
+def test_summary_pass_stops_after_the_last_layers_attention(tiny) -> None:
+    """Nothing after the last attention weights is computed: the last layer's MLP never runs (a trace's does)."""
+    loaded = tiny("llama")
+    last_mlp = loaded.model.model.layers[-1].mlp
+    calls: list[str] = []
+    handle = last_mlp.register_forward_hook(lambda *_: calls.append("mlp"))
+    try:
+        summary = summarise(loaded, "one two three four five six")
+        assert summary.layers == loaded.main_layers and calls == []
+        attnviz.trace(loaded, "one two three four five six")
+        assert calls == ["mlp"]
+    finally:
+        handle.remove()
