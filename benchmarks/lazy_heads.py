@@ -5,7 +5,7 @@ Rows, each ratio's two sides timed in turns in one fresh process (the machine dr
 SDPA forward (target ≤ 1.5); ``open_head``: one head recorded from its layer's kept input vs one SDPA
 forward (target ≤ 1.1); ``another_head``: one more head of a long prompt vs what Explore ran before, a full
 pass recording that head (target ≤ 2 s at 3,000 tokens); ``first_view_bytes``: bytes a cached first view
-keeps (summary arrays and layer inputs) vs the float16 maps of a full trace (0.6 GB at 1,024 tokens).
+keeps (summary arrays, layer inputs, the detail head's map) vs the float16 maps of a full trace (0.6 GB at 1,024 tokens).
 Run ``python -m benchmarks.lazy_heads --worker CASE TOKENS`` for one worker's JSON; :func:`rows` runs them all.
 """
 
@@ -45,12 +45,12 @@ def _loaded():  # noqa: ANN202 - a LoadedModel, imported lazily like the other w
     return attnviz.load_model(MODEL)
 
 
-def _first_view(loaded, text: str):  # noqa: ANN001, ANN202 - (Summary, LayerInputs)
-    """Explore's first view of ``text``: one summary pass keeping each layer's attention input (ui.cache.first_view)."""
-    from attnviz.heads.summary import summarise
-    from attnviz.tracing.layer_inputs import keep_inputs
+def _first_view(loaded, text: str):  # noqa: ANN001, ANN202 - a FirstView
+    """Explore's first view of ``text`` (ui.cache.first_view): one summary pass keeping each layer's attention
+    input and recording the head shown in detail (layer 0, head 0, Explore's default)."""
+    from attnviz.heads.first_view import first_view
 
-    return keep_inputs(loaded, lambda: summarise(loaded, text, max_tokens=None))
+    return first_view(loaded, text, detail=(0, 0))
 
 
 def _in_turns(works: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
@@ -73,7 +73,7 @@ def passes(tokens: int) -> dict[str, float]:
     text = prompt_text(loaded.tokenizer, tokens)
     sdpa = baseline_work(loaded, "sdpa_forward", input_ids(loaded, text))
     _first_view(loaded, prompt_text(loaded.tokenizer, 16))  # warm-up
-    _, kept = _first_view(loaded, text)
+    kept = _first_view(loaded, text).inputs
     layer = loaded.n_layers // 2
     works = {
         "sdpa_forward": sdpa,
@@ -91,8 +91,8 @@ def another_head(tokens: int) -> dict[str, float]:
 
     loaded = _loaded()
     text = prompt_text(loaded.tokenizer, tokens)
-    _, kept = _first_view(loaded, text)
-    trace_head(loaded, kept, 0, 0)  # the head the first view opened
+    kept = _first_view(loaded, text).inputs
+    trace_head(loaded, kept, 0, 0)  # a long prompt's first view opens its detail head from the kept input
     layer, head = loaded.n_layers // 2, loaded.n_heads // 2
     works = {
         "kept_input": lambda: trace_head(loaded, kept, layer, head),
@@ -107,9 +107,9 @@ def first_view_bytes(tokens: int) -> dict[str, float]:
 
     loaded = _loaded()
     text = prompt_text(loaded.tokenizer, tokens)
-    summary, kept = _first_view(loaded, text)
+    view = _first_view(loaded, text)
     full = trace(loaded, text, float16=True)
-    return {"first_view": float(summary.nbytes + kept.nbytes), "full_trace": float(full.attention.nbytes)}
+    return {"first_view": float(view.nbytes), "full_trace": float(full.attention.nbytes)}
 
 
 WORKERS: dict[str, Callable[[int], dict[str, float]]] = {
