@@ -16,10 +16,13 @@ from attnviz.models.loading import LoadedModel
 # Float32 scores of one chunk of queries (see hooks.Hooks.chunk_bytes). On a CPU, cache-sized chunks keep
 # every step of the softmax in cache and let causal chunks skip the keys they cannot see: a full trace of
 # SmolLM2 at 1,024-2,048 tokens took 1.2-1.5x an SDPA forward with 8 MB chunks against 1.5-2.4x with
-# 256 MB, a 2,048-token summary 13 s against 28 s (measured). At least MIN_CHUNK_ROWS rows per chunk
-# bound the per-chunk overhead of long prompts (8,192 tokens: 163 s with 64-row chunks, 194 s with 14).
+# 256 MB, a 2,048-token summary 13 s against 28 s (measured). 4 MB (about a chunk's scores and weights in
+# the two cores' L2) beat 8 MB at 512-1,024 tokens: Explore's first view 1.06-1.10x an SDPA forward at 512
+# against 1.14-1.25x, 1.01-1.14x at 1,024 against 1.10-1.20x (three runs in turns), a full trace at 512 1.10x
+# against 1.18x. At least MIN_CHUNK_ROWS rows per chunk bound the per-chunk overhead of long prompts
+# (8,192 tokens: 163 s with 64-row chunks, 194 s with 14).
 # A GPU prefers few large chunks (each chunk is a few kernel launches and a sync).
-CPU_CHUNK_BYTES = 8 * 2**20
+CPU_CHUNK_BYTES = 4 * 2**20
 MIN_CHUNK_ROWS = 64
 GPU_CHUNK_BYTES = 256 * 2**20
 
