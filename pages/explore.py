@@ -143,8 +143,8 @@ try:
         int_from_url("head", list(range(loaded.n_heads)))
         wait = " (a long prompt: minutes on a CPU)" if long_prompt else ""
         with LayerProgress(f"Summarising every head{wait}") as progress:  # the pass (or another session's)
-            detail = (st.session_state["layer"], st.session_state["head"])
-            summary = cache.first_view(prompt_key, progress, detail).summary
+            shown_head = (st.session_state["layer"], st.session_state["head"])
+            summary = cache.first_view(prompt_key, progress, shown_head).summary
 except PromptError as problem:
     warning(str(problem))
     st.stop()

@@ -70,9 +70,9 @@ def warning(message: str, icon: str = "✏️") -> None:
     st.warning(plain(message), icon=icon)
 
 
-def seconds_left(elapsed: float, done: int, total: int) -> float | None:
-    """Seconds a pass of ``total`` layers has left at its rate so far (None before its first layer)."""
-    return None if done <= 0 else elapsed * (total - done) / done
+def seconds_left(elapsed: float, done: int, left: int) -> float | None:
+    """Seconds ``left`` more layers take at the rate of ``done`` layers in ``elapsed`` seconds (None: no rate yet)."""
+    return None if done <= 0 else elapsed * left / done
 
 
 class LayerProgress:
@@ -93,6 +93,7 @@ class LayerProgress:
         self._drawn = False
         self._start = self._next_draw = 0.0
         self._layers: tuple[int, int] | None = None  # the latest (done, total) told
+        self._origin: tuple[float, int] | None = None  # (when, layers done) the pass's rate is counted from
         self._lock = threading.Lock()  # the timer thread and the pass both draw
         self._timer: threading.Timer | None = None
 
@@ -105,22 +106,27 @@ class LayerProgress:
         return self
 
     def __call__(self, done: int, total: int) -> None:
-        self._layers = (done, total)
+        with self._lock:
+            if self._origin is None:
+                # This session's own pass counts from layer 0 at the block's start; another session's pass, joined
+                # midway, from the first progress relayed.
+                self._origin = (self._start, 0) if done <= 1 else (time.monotonic(), done)
+            self._layers = (done, total)
         self._update()
 
     def _update(self) -> None:
         """Draw the bar if it is due: first after PROGRESS_AFTER_S with enough left, then every PROGRESS_EVERY_S."""
         with self._lock:
-            now, layers = time.monotonic(), self._layers
+            now, layers, origin = time.monotonic(), self._layers, self._origin
             if self._slot is None or now - self._start < PROGRESS_AFTER_S or now < self._next_draw:
                 return
-            if layers is None:  # queued, or before the first layer: no rate yet
+            if layers is None or origin is None:  # queued, or before the first layer
                 self._slot.progress(0.0, text=f"{self.text}…")
             else:
-                left = seconds_left(now - self._start, *layers)
-                if not self._drawn and (left is not None and left < PROGRESS_MIN_LEFT_S):
-                    return
                 done, total = layers
+                left = seconds_left(now - origin[0], done - origin[1], total - done)
+                if not self._drawn and left is not None and left < PROGRESS_MIN_LEFT_S:
+                    return
                 self._slot.progress(done / total, text=f"{self.text}: layer {done} of {total}")
             self._drawn, self._next_draw = True, now + PROGRESS_EVERY_S
 

@@ -49,8 +49,11 @@ def first_view(
     detail: tuple[int, int] | None = None,
     progress: Progress | None = None,
 ) -> FirstView:
-    """One forward pass that keeps no full map but ``detail``'s (layer, head): the summary, and each layer's
-    attention input in the model's dtype, so that any other head is recomputed from its layer alone."""
+    """One forward pass that keeps no full map but ``detail``'s (layer, head) of the main stack: the summary, and
+    each layer's attention input in the model's dtype, so that any other head is recomputed from its layer alone.
+
+    Raises ValueError, before any model work, for a head the main stack does not have.
+    """
 
     def summary_pass(also: Hooks | None = None) -> Summary:
         return summarise(loaded, text, messages=messages, target=target, progress=progress, also=also)
@@ -59,9 +62,12 @@ def first_view(
         found, kept = keep_inputs(loaded, summary_pass)
         return FirstView(found, kept)
     layer, head = detail
+    if layer not in loaded.main_layers or not 0 <= head < loaded.n_heads:
+        raise ValueError(f"the {loaded.main_stack} has no layer {layer}, head {head}")
     # The summary pass chunks its queries itself (as a full trace does): record() only lends it the recorder.
     (found, recording), kept = keep_inputs(
         loaded, lambda: record(loaded, {}, layers=[layer], heads=[head], run=summary_pass)
     )
-    recorded = head_of_recording(loaded, found.stack, found.input_ids, recording, head)
-    return FirstView(found, kept, recorded)
+    if found.stack not in recording.weights:  # its attention bypassed ours: the head opens later, as any other
+        return FirstView(found, kept)
+    return FirstView(found, kept, head_of_recording(loaded, found.stack, found.input_ids, recording, head))

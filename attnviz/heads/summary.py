@@ -168,8 +168,10 @@ def summarise(
     ``max_tokens`` None allows up to the model's context length; ``chunk_bytes`` None takes the
     default (:func:`attnviz.tracing.forward.chunk_bytes_for`); ``progress`` is told each layer done;
     ``also``'s recorder sees the main-stack calls it asks for (e.g. one head recorded in full, see
-    :mod:`attnviz.heads.first_view`). The pass stops once the stack's last layer is reduced: nothing
-    after its attention weights (its output, MLP, the logits) is computed.
+    :mod:`attnviz.heads.first_view`); only its recorder: its ablations, mask and chunk size do not apply.
+    The pass stops once the stack's last layer is reduced: nothing after its attention weights (its output,
+    MLP, the logits) is computed. (On a model that accelerate offloads layer by layer, that last layer's
+    weights stay on the accelerator until the next pass moves them.)
     """
     prompt: str | Messages = messages if messages is not None else (text or "")
     batch = batch_inputs(loaded, [prompt], target=target, max_tokens=max_tokens)

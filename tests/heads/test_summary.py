@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import attnviz
+from attnviz import hooks
 from attnviz.heads import stats
 from attnviz.heads.summary import STAT_NAMES, summarise
 from attnviz.tracing.inputs import PromptError
@@ -56,16 +57,25 @@ def test_summary_allows_the_model_context_length_and_no_more(tiny) -> None:
         summarise(loaded, " ".join(["word"] * 300))
 
 
-def test_summary_pass_stops_after_the_last_layers_attention(tiny) -> None:
-    """Nothing after the last attention weights is computed: the last layer's MLP never runs (a trace's does)."""
-    loaded = tiny("llama")
-    last_mlp = loaded.model.model.layers[-1].mlp
+@pytest.mark.parametrize(
+    ("family", "after_last_attention"),
+    [
+        ("llama", lambda model: model.model.layers[-1].mlp),
+        ("bert", lambda model: model.encoder.layer[-1].output),
+        ("t5", lambda model: model.get_decoder()),  # the main stack is the encoder: the decoder never runs
+    ],
+)
+def test_summary_pass_stops_after_the_last_layers_attention(tiny, family: str, after_last_attention) -> None:  # noqa: ANN001
+    """Nothing after the last attention weights is computed (a trace computes it), and the stop leaves no hooks."""
+    loaded, text = tiny(family), "one two three four five six"
+    target = "un deux" if family == "t5" else None
     calls: list[str] = []
-    handle = last_mlp.register_forward_hook(lambda *_: calls.append("mlp"))
+    handle = after_last_attention(loaded.model).register_forward_hook(lambda *_: calls.append("ran"))
     try:
-        summary = summarise(loaded, "one two three four five six")
+        summary = summarise(loaded, text, target=target)
         assert summary.layers == loaded.main_layers and calls == []
-        attnviz.trace(loaded, "one two three four five six")
-        assert calls == ["mlp"]
+        assert hooks._ACTIVE.get() is None
+        attnviz.trace(loaded, text, target=target)
+        assert calls
     finally:
         handle.remove()
