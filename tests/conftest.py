@@ -113,3 +113,19 @@ def page(chromium, app_server: tuple[str, Path]) -> Iterator[object]:
     yield tab
     context.close()
     assert_no_exceptions_logged(log, start)
+
+
+@pytest.fixture()
+def replayed_heads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (layer, head) of every head ui.cache recomputes from its layer's kept input during the test."""
+    from ui import cache
+
+    replayed: list[tuple[int, int]] = []
+    real = cache.trace_head
+
+    def counted(loaded: LoadedModel, kept: object, layer: int, head: int) -> object:
+        replayed.append((layer, head))
+        return real(loaded, kept, layer, head)
+
+    monkeypatch.setattr(cache, "trace_head", counted)
+    return replayed

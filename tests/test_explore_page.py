@@ -242,21 +242,11 @@ def test_every_setting_survives_a_reopen(tiny_model_dir) -> None:
         assert {key: reopened.session_state[key] for key in values} == values, section
 
 
-def test_the_head_shown_first_is_recorded_by_the_summary_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_head_shown_first_is_recorded_by_the_summary_pass(replayed_heads: list[tuple[int, int]]) -> None:
     """The head the URL asks for comes from the first view's own pass; another head replays its one layer."""
-    from ui import cache
-
-    replayed: list[tuple[int, int]] = []
-    real = cache.trace_head
-
-    def counted(loaded, kept, layer: int, head: int):  # noqa: ANN001, ANN202 - as trace_head
-        replayed.append((layer, head))
-        return real(loaded, kept, layer, head)
-
-    monkeypatch.setattr(cache, "trace_head", counted)
     at = explore(prompt="The first view of this prompt records layer 7, head 2 in its own pass.", layer="7", head="2")
     assert_clean(at)
-    assert "Layer 7, head 2" in titles(at)[1] and replayed == []
+    assert "Layer 7, head 2" in titles(at)[1] and replayed_heads == []
     at.selectbox(key="head").set_value(3).run()
     assert_clean(at)
-    assert any("Layer 7, head 3" in title for title in titles(at)) and replayed == [(7, 3)]
+    assert any("Layer 7, head 3" in title for title in titles(at)) and replayed_heads == [(7, 3)]

@@ -38,18 +38,10 @@ def test_smollm2_detail_head_equals_the_full_trace(smollm2) -> None:
     np.testing.assert_array_equal(view.head(12, 5).attention[0, 0], full.attention[12, 5])
 
 
-def test_explore_opens_the_head_its_first_view_recorded_without_another_pass(tiny_model_dir, monkeypatch) -> None:
+def test_explore_opens_the_head_its_first_view_recorded_without_another_pass(tiny_model_dir, replayed_heads) -> None:
     """ui.cache serves the head the pass recorded; any other head still comes from its layer's kept input."""
     prompt = cache.Prompt(str(tiny_model_dir("llama")), TEXT + " (detail)")
     view = cache.first_view(prompt, detail=(1, 2))
-    replayed: list[tuple[int, int]] = []
-    real = cache.trace_head
-
-    def counted(loaded, kept, layer: int, head: int):  # noqa: ANN001, ANN202 - as trace_head
-        replayed.append((layer, head))
-        return real(loaded, kept, layer, head)
-
-    monkeypatch.setattr(cache, "trace_head", counted)
     assert cache.head_trace(prompt, 1, 2) is view.detail and not view.detail.attention.flags.writeable
     cache.head_trace(prompt, 0, 2)
-    assert replayed == [(0, 2)]
+    assert replayed_heads == [(0, 2)]
